@@ -1,0 +1,255 @@
+//! The Arrow schema of the `requests` table and the conversion from records to record batches.
+
+use std::sync::{Arc, LazyLock};
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Int32Builder, Int64Builder,
+    MapBuilder, MapFieldNames, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use chrono::{DateTime, Datelike, Utc};
+use rust_decimal::Decimal;
+
+use crate::{ModelError, RequestRecord};
+
+/// Decimal precision/scale of `cost_usd`: 38 digits, 18 after the point. Exact for every price
+/// in the bundled table times any realistic token count.
+pub const COST_PRECISION: u8 = 38;
+pub const COST_SCALE: i8 = 18;
+
+/// Name of the partition column (UTC day of `created_at`).
+pub const PARTITION_COLUMN: &str = "day";
+
+fn ts() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+fn map_names() -> MapFieldNames {
+    // The names Parquet and Delta Lake use, so batches round-trip without renaming.
+    MapFieldNames {
+        entry: "key_value".into(),
+        key: "key".into(),
+        value: "value".into(),
+    }
+}
+
+fn properties_type() -> DataType {
+    let entries = Field::new(
+        "key_value",
+        DataType::Struct(
+            vec![
+                Field::new("key", DataType::Utf8, false),
+                Field::new("value", DataType::Utf8, true),
+            ]
+            .into(),
+        ),
+        false,
+    );
+    DataType::Map(Arc::new(entries), false)
+}
+
+static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    use DataType::*;
+    let f = |name: &str, dt: DataType, nullable: bool| Field::new(name, dt, nullable);
+    Arc::new(Schema::new(vec![
+        f("request_id", Utf8, false),
+        f("org_id", Utf8, false),
+        f("created_at", ts(), false),
+        f("completed_at", ts(), false),
+        f("latency_ms", Int64, false),
+        f("ttft_ms", Int64, true),
+        f("provider", Utf8, false),
+        f("model", Utf8, false),
+        f("response_model", Utf8, true),
+        f("path", Utf8, false),
+        f("status", Int32, false),
+        f("error_type", Utf8, true),
+        f("error_message", Utf8, true),
+        f("prompt_tokens", Int64, false),
+        f("completion_tokens", Int64, false),
+        f("cache_read_tokens", Int64, false),
+        f("cache_write_tokens", Int64, false),
+        f("reasoning_tokens", Int64, false),
+        f("total_tokens", Int64, false),
+        f("cost_usd", Decimal128(COST_PRECISION, COST_SCALE), true),
+        f("price_known", Boolean, false),
+        f("user_id", Utf8, true),
+        f("session_id", Utf8, true),
+        f("session_path", Utf8, true),
+        f("session_name", Utf8, true),
+        f("properties", properties_type(), false),
+        f("cache_hit", Boolean, false),
+        f("stream", Boolean, false),
+        f("source", Utf8, false),
+        f("trace_id", Utf8, true),
+        f("span_id", Utf8, true),
+        f("request_body", Utf8, true),
+        f("response_body", Utf8, true),
+        f(PARTITION_COLUMN, Date32, false),
+    ]))
+});
+
+/// The schema of the `requests` table as written (the partition column `day` is last).
+pub fn requests_schema() -> SchemaRef {
+    SCHEMA.clone()
+}
+
+/// `cost_usd` as the i128 mantissa at [`COST_SCALE`]; rounds half-even past 18 decimals.
+pub fn cost_to_i128(cost: Decimal) -> i128 {
+    let mut c = cost;
+    c.rescale(COST_SCALE as u32);
+    c.mantissa()
+}
+
+/// Days since 1970-01-01 of a UTC timestamp (the `day` partition value).
+pub fn day_of(t: DateTime<Utc>) -> i32 {
+    t.date_naive().num_days_from_ce() - 719_163
+}
+
+/// Builds one record batch (schema [`requests_schema`]) from records.
+pub fn records_to_batch(records: &[RequestRecord]) -> Result<RecordBatch, ModelError> {
+    let n = records.len();
+    let strs = || StringBuilder::with_capacity(n, n * 16);
+    let mut request_id = strs();
+    let mut org_id = strs();
+    let mut created_at = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut completed_at = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut latency_ms = Int64Builder::with_capacity(n);
+    let mut ttft_ms = Int64Builder::with_capacity(n);
+    let mut provider = strs();
+    let mut model = strs();
+    let mut response_model = strs();
+    let mut path = strs();
+    let mut status = Int32Builder::with_capacity(n);
+    let mut error_type = strs();
+    let mut error_message = strs();
+    let mut tokens: [Int64Builder; 6] = std::array::from_fn(|_| Int64Builder::with_capacity(n));
+    let mut cost =
+        Decimal128Builder::with_capacity(n).with_precision_and_scale(COST_PRECISION, COST_SCALE)?;
+    let mut price_known = BooleanBuilder::with_capacity(n);
+    let mut user_id = strs();
+    let mut session_id = strs();
+    let mut session_path = strs();
+    let mut session_name = strs();
+    let mut properties = MapBuilder::new(
+        Some(map_names()),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    )
+    .with_keys_field(Arc::new(Field::new("key", DataType::Utf8, false)))
+    .with_values_field(Arc::new(Field::new("value", DataType::Utf8, true)));
+    let mut cache_hit = BooleanBuilder::with_capacity(n);
+    let mut stream = BooleanBuilder::with_capacity(n);
+    let mut source = strs();
+    let mut trace_id = strs();
+    let mut span_id = strs();
+    let mut request_body = strs();
+    let mut response_body = strs();
+    let mut day = Date32Builder::with_capacity(n);
+
+    let mut uuid_buf = uuid::Uuid::encode_buffer();
+    for r in records {
+        request_id.append_value(r.request_id.hyphenated().encode_lower(&mut uuid_buf));
+        org_id.append_value(&r.org_id);
+        created_at.append_value(r.created_at.timestamp_micros());
+        completed_at.append_value(r.completed_at.timestamp_micros());
+        latency_ms.append_value(r.latency_ms);
+        ttft_ms.append_option(r.ttft_ms);
+        provider.append_value(&r.provider);
+        model.append_value(&r.model);
+        response_model.append_option(r.response_model.as_deref());
+        path.append_value(&r.path);
+        status.append_value(r.status);
+        error_type.append_option(r.error_type.as_deref());
+        error_message.append_option(r.error_message.as_deref());
+        for (b, v) in tokens.iter_mut().zip([
+            r.prompt_tokens,
+            r.completion_tokens,
+            r.cache_read_tokens,
+            r.cache_write_tokens,
+            r.reasoning_tokens,
+            r.total_tokens,
+        ]) {
+            b.append_value(v);
+        }
+        cost.append_option(r.cost_usd.map(cost_to_i128));
+        price_known.append_value(r.price_known);
+        user_id.append_option(r.user_id.as_deref());
+        session_id.append_option(r.session_id.as_deref());
+        session_path.append_option(r.session_path.as_deref());
+        session_name.append_option(r.session_name.as_deref());
+        for (k, v) in &r.properties {
+            properties.keys().append_value(k);
+            properties.values().append_value(v);
+        }
+        properties.append(true)?;
+        cache_hit.append_value(r.cache_hit);
+        stream.append_value(r.stream);
+        source.append_value(r.source.as_str());
+        trace_id.append_option(r.trace_id.as_deref());
+        span_id.append_option(r.span_id.as_deref());
+        request_body.append_option(r.request_body.as_deref());
+        response_body.append_option(r.response_body.as_deref());
+        day.append_value(day_of(r.created_at));
+    }
+    let [t0, t1, t2, t3, t4, t5] = tokens.map(|mut b| std::sync::Arc::new(b.finish()) as ArrayRef);
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(request_id.finish()),
+        Arc::new(org_id.finish()),
+        Arc::new(created_at.finish()),
+        Arc::new(completed_at.finish()),
+        Arc::new(latency_ms.finish()),
+        Arc::new(ttft_ms.finish()),
+        Arc::new(provider.finish()),
+        Arc::new(model.finish()),
+        Arc::new(response_model.finish()),
+        Arc::new(path.finish()),
+        Arc::new(status.finish()),
+        Arc::new(error_type.finish()),
+        Arc::new(error_message.finish()),
+        t0,
+        t1,
+        t2,
+        t3,
+        t4,
+        t5,
+        Arc::new(cost.finish()),
+        Arc::new(price_known.finish()),
+        Arc::new(user_id.finish()),
+        Arc::new(session_id.finish()),
+        Arc::new(session_path.finish()),
+        Arc::new(session_name.finish()),
+        Arc::new(properties.finish()),
+        Arc::new(cache_hit.finish()),
+        Arc::new(stream.finish()),
+        Arc::new(source.finish()),
+        Arc::new(trace_id.finish()),
+        Arc::new(span_id.finish()),
+        Arc::new(request_body.finish()),
+        Arc::new(response_body.finish()),
+        Arc::new(day.finish()),
+    ];
+    Ok(RecordBatch::try_new(requests_schema(), columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn batch_matches_schema_and_days() {
+        let t = Utc
+            .with_ymd_and_hms(2026, 11, 23, 10, 0, 0)
+            .single()
+            .expect("valid time");
+        let mut r = RequestRecord::new(uuid::Uuid::nil(), "default", t);
+        r.properties.insert("env".into(), "prod".into());
+        r.cost_usd = Some(Decimal::new(1359, 7));
+        let b = records_to_batch(&[r.clone(), r]).expect("batch");
+        assert_eq!(b.num_rows(), 2);
+        assert_eq!(b.schema(), requests_schema());
+        assert_eq!(day_of(t), 20780);
+        assert_eq!(cost_to_i128(Decimal::new(1359, 7)), 135_900_000_000_000);
+    }
+}

@@ -1,0 +1,50 @@
+//! [`EventSink`]: where producers (ingest, gateway, OTLP) hand finished records.
+//!
+//! The contract is durability: when `append` returns `Ok`, every accepted record survives a crash
+//! (in the default fsync mode). Producers know nothing of WAL or Parquet.
+
+use futures::future::BoxFuture;
+
+use crate::{ErrorKind, RequestRecord};
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AppendAck {
+    /// Records newly stored (durable when the call returned).
+    pub accepted: usize,
+    /// Records skipped because a record with the same `request_id` was already stored.
+    pub duplicates: usize,
+}
+
+/// Why an append failed. Nothing of a failed append was acknowledged.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SinkError {
+    /// Backpressure: e.g. the write-ahead log is over its disk budget. Retry after the hint.
+    #[error("storage is not accepting writes right now: {reason}")]
+    Unavailable {
+        reason: String,
+        retry_after_secs: u64,
+    },
+    /// The sink is shutting down.
+    #[error("storage is shutting down")]
+    Closed,
+    /// The records could not be stored (I/O error, encoding bug).
+    #[error("storage failed: {0}")]
+    Failed(String),
+}
+
+impl SinkError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            SinkError::Unavailable { .. } | SinkError::Closed => ErrorKind::Unavailable,
+            SinkError::Failed(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+/// A durable destination for request records.
+pub trait EventSink: Send + Sync + 'static {
+    /// Store `records`; resolves once they are durable. Records whose `request_id` was already
+    /// stored are skipped and counted as duplicates.
+    fn append(&self, records: Vec<RequestRecord>) -> BoxFuture<'_, Result<AppendAck, SinkError>>;
+}

@@ -1,0 +1,287 @@
+//! Background work: flushing the memtable into the Delta table, compaction, retention.
+
+use std::num::NonZeroU64;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use arrow::compute::{
+    SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch,
+};
+use datafusion::prelude::{SessionContext, col, lit};
+use datafusion::scalar::ScalarValue;
+use deltalake::DeltaTable;
+use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::parquet::basic::{Compression, ZstdLevel};
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::protocol::SaveMode;
+use loupe_model::requests_schema;
+use loupe_model::schema::PARTITION_COLUMN;
+use object_store::ObjectStore;
+use url::Url;
+
+use crate::config::S3Config;
+use crate::{Inner, StorageError, lock_poisoned, table_builder};
+
+/// How long files replaced by compaction are kept for readers of older snapshots.
+const VACUUM_RETENTION_HOURS: i64 = 1;
+
+pub(crate) fn writer_properties() -> WriterProperties {
+    let zstd = ZstdLevel::try_new(3)
+        .map(Compression::ZSTD)
+        .unwrap_or(Compression::SNAPPY);
+    WriterProperties::builder()
+        .set_compression(zstd)
+        .set_max_row_group_row_count(Some(64 * 1024))
+        .build()
+}
+
+/// The background loop: flush on interval or when the memtable is full; compact; expire.
+pub(crate) async fn run(inner: Arc<Inner>) {
+    let interval = Duration::from_millis(inner.cfg.flush_interval_ms.max(10));
+    let mut shutdown = inner.shutdown.subscribe();
+    let mut backoff = Duration::ZERO;
+    let mut last_compact = Instant::now();
+    let mut last_retention: Option<Instant> = None;
+    loop {
+        let stopping = *shutdown.borrow();
+        if !stopping {
+            tokio::select! {
+                _ = tokio::time::sleep(interval + backoff) => {}
+                _ = inner.flush_now.notified() => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        match flush_once(&inner).await {
+            Ok(()) => backoff = Duration::ZERO,
+            Err(e) => {
+                inner.stats.flush_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "flush failed; records stay in the WAL and will be retried");
+                if let Ok(mut le) = inner.last_flush_error.lock() {
+                    *le = Some(e.to_string());
+                }
+                backoff = (backoff * 2).clamp(Duration::from_millis(500), Duration::from_secs(30));
+            }
+        }
+        if stopping || *shutdown.borrow() {
+            return;
+        }
+        inner.prune_dedup();
+        let compact_every = inner.cfg.compact_interval_secs;
+        if compact_every > 0 && last_compact.elapsed() >= Duration::from_secs(compact_every) {
+            last_compact = Instant::now();
+            if let Err(e) = compact(&inner).await {
+                tracing::warn!(error = %e, "compaction failed; will retry");
+            }
+        }
+        if inner.cfg.retention_days.is_some()
+            && last_retention.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600))
+        {
+            last_retention = Some(Instant::now());
+            if let Err(e) = expire(&inner).await {
+                tracing::warn!(error = %e, "retention failed; will retry");
+            }
+        }
+    }
+}
+
+fn sort_for_pruning(batch: &RecordBatch) -> Result<RecordBatch, StorageError> {
+    let key = |name: &str| -> Result<SortColumn, StorageError> {
+        let values = batch
+            .column_by_name(name)
+            .ok_or_else(|| StorageError::Wal(format!("batch lacks column {name}")))?
+            .clone();
+        Ok(SortColumn {
+            values,
+            options: Some(SortOptions::default()),
+        })
+    };
+    let idx = lexsort_to_indices(&[key("org_id")?, key("created_at")?], None)?;
+    Ok(take_record_batch(batch, &idx)?)
+}
+
+/// Moves every pending batch up to the current WAL position into the table in one commit.
+pub(crate) async fn flush_once(inner: &Inner) -> Result<(), StorageError> {
+    let upto = inner.wal.rotate().await?;
+    let (table, batches) = {
+        let st = inner.state.read().map_err(|_| lock_poisoned())?;
+        let batches: Vec<RecordBatch> = st
+            .pending
+            .range(..=upto)
+            .flat_map(|(_, b)| b.iter().cloned())
+            .collect();
+        (st.table.clone(), batches)
+    };
+    if batches.is_empty() {
+        if let Ok(mut le) = inner.last_flush_error.lock() {
+            *le = None;
+        }
+        return Ok(());
+    }
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let mut table = match table {
+        Some(t) => t,
+        None => table_builder(&inner.table_url, inner.backend.clone())?.build()?,
+    };
+    // A previous attempt may have committed even though it reported an error: ask the log.
+    let already = if table.version().is_some() {
+        table.update_state().await?;
+        table
+            .snapshot()?
+            .transaction_version(table.log_store().as_ref(), &inner.app_id)
+            .await?
+            .unwrap_or(-1)
+    } else {
+        -1
+    };
+    let table = if already >= upto as i64 {
+        table
+    } else {
+        let merged = concat_batches(&requests_schema(), &batches)?;
+        let sorted = sort_for_pruning(&merged)?;
+        table
+            .write(vec![sorted])
+            .with_save_mode(SaveMode::Append)
+            .with_partition_columns([PARTITION_COLUMN])
+            .with_writer_properties(writer_properties())
+            .with_commit_properties(
+                CommitProperties::default()
+                    .with_application_transaction(Transaction::new(&inner.app_id, upto as i64)),
+            )
+            .await?
+    };
+    {
+        let mut st = inner.state.write().map_err(|_| lock_poisoned())?;
+        st.table = Some(table);
+        let keep = st.pending.split_off(&(upto + 1));
+        let removed: usize = st.pending.values().flatten().map(|b| b.num_rows()).sum();
+        st.pending = keep;
+        st.pending_rows = st.pending_rows.saturating_sub(removed);
+    }
+    inner.wal.truncate_through(upto)?;
+    inner.stats.flushes.fetch_add(1, Ordering::Relaxed);
+    inner
+        .stats
+        .flushed_records
+        .fetch_add(rows as u64, Ordering::Relaxed);
+    if let Ok(mut le) = inner.last_flush_error.lock() {
+        *le = None;
+    }
+    tracing::debug!(rows, upto, "flushed");
+    Ok(())
+}
+
+/// Bin-packs small files (OPTIMIZE) and removes files no recent snapshot references (VACUUM).
+pub(crate) async fn compact(inner: &Inner) -> Result<(), StorageError> {
+    let Some(table) = inner
+        .state
+        .read()
+        .map_err(|_| lock_poisoned())?
+        .table
+        .clone()
+    else {
+        return Ok(());
+    };
+    let target =
+        NonZeroU64::new(inner.cfg.compact_target_bytes.max(1 << 20)).unwrap_or(NonZeroU64::MIN);
+    let (table, metrics) = table
+        .optimize()
+        .with_target_size(target)
+        .with_writer_properties(writer_properties())
+        .await?;
+    let (table, _) = table
+        .vacuum()
+        .with_retention_period(chrono::Duration::hours(VACUUM_RETENTION_HOURS))
+        .with_enforce_retention_duration(false)
+        .await?;
+    install(inner, table)?;
+    inner.stats.compactions.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(
+        added = metrics.num_files_added,
+        removed = metrics.num_files_removed,
+        "compacted"
+    );
+    Ok(())
+}
+
+/// Deletes whole days older than `retention_days`.
+async fn expire(inner: &Inner) -> Result<(), StorageError> {
+    let (Some(days), Some(table)) = (
+        inner.cfg.retention_days,
+        inner
+            .state
+            .read()
+            .map_err(|_| lock_poisoned())?
+            .table
+            .clone(),
+    ) else {
+        return Ok(());
+    };
+    let cutoff = loupe_model::schema::day_of(chrono::Utc::now()) - days as i32;
+    let (table, m) = table
+        .delete()
+        .with_predicate(col(PARTITION_COLUMN).lt(lit(ScalarValue::Date32(Some(cutoff)))))
+        .await?;
+    install(inner, table)?;
+    tracing::info!(
+        files_removed = m.num_removed_files,
+        "retention: expired old days"
+    );
+    Ok(())
+}
+
+/// Installs a newer table version, unless a concurrent flush already installed a newer one.
+fn install(inner: &Inner, table: DeltaTable) -> Result<(), StorageError> {
+    let mut st = inner.state.write().map_err(|_| lock_poisoned())?;
+    let newer = match (&st.table, table.version()) {
+        (Some(cur), Some(v)) => cur.version().is_none_or(|c| v >= c),
+        _ => true,
+    };
+    if newer {
+        st.table = Some(table);
+    }
+    Ok(())
+}
+
+/// `request_id`, `created_at` of table rows created at or after `cutoff_micros`.
+pub(crate) async fn recent_ids(
+    table: &DeltaTable,
+    cutoff_micros: i64,
+) -> Result<Vec<RecordBatch>, StorageError> {
+    let ctx = SessionContext::new();
+    table.update_datafusion_session(&ctx.state())?;
+    let provider = table.table_provider().await?;
+    let cutoff = ScalarValue::TimestampMicrosecond(Some(cutoff_micros), Some("UTC".into()));
+    let df = ctx
+        .read_table(provider)?
+        .filter(col("created_at").gt_eq(lit(cutoff)))?
+        .select_columns(&["request_id", "created_at"])?;
+    Ok(df.collect().await?)
+}
+
+/// An S3-compatible object store for `url` (`s3://bucket/prefix/...`).
+pub(crate) fn s3_store(url: &Url, cfg: S3Config) -> Result<Arc<dyn ObjectStore>, StorageError> {
+    use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
+    let bucket = url
+        .host_str()
+        .ok_or_else(|| StorageError::Config(format!("storage.table_url '{url}' has no bucket")))?;
+    let mut b = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_conditional_put(S3ConditionalPut::ETagMatch)
+        .with_allow_http(cfg.allow_http);
+    if let Some(e) = cfg.endpoint {
+        b = b.with_endpoint(e).with_virtual_hosted_style_request(false);
+    }
+    if let Some(r) = cfg.region {
+        b = b.with_region(r);
+    }
+    if let Some(k) = cfg.access_key_id {
+        b = b.with_access_key_id(k);
+    }
+    if let Some(s) = cfg.secret_access_key {
+        b = b.with_secret_access_key(s);
+    }
+    Ok(Arc::new(b.build()?))
+}

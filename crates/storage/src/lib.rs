@@ -1,0 +1,467 @@
+//! Durable storage of request records: a write-ahead log with group commit on local disk, an
+//! in-memory table of records not yet flushed (visible to queries at once), and a Delta Lake table
+//! (`deltalake`) of zstd Parquet files on object storage (local disk by default, S3-compatible by
+//! config), with Hive-style `day=` partitions, compaction (OPTIMIZE + VACUUM) and retention.
+//!
+//! Exactly-once: every flush commits the highest WAL sequence number it contains as a Delta
+//! application transaction (`txn` action) in the same atomic commit, so recovery replays only the
+//! WAL frames the table does not hold yet. This crate knows nothing of HTTP or HQL; it must not
+//! depend on ingest, query, gateway or server.
+
+pub mod config;
+pub mod error;
+mod flush;
+pub mod wal;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, TimestampMicrosecondType};
+use chrono::Utc;
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use futures::future::BoxFuture;
+use loupe_model::{AppendAck, EventSink, RequestRecord, SinkError, records_to_batch};
+use object_store::ObjectStore;
+use tokio::sync::Notify;
+use url::Url;
+
+pub use config::{S3Config, StorageConfig, WalConfig};
+pub use error::StorageError;
+pub use wal::SyncMode;
+
+/// What queries see: the table as of its last commit plus every acknowledged record not yet in it.
+#[derive(Clone)]
+pub struct Snapshot {
+    /// `None` until the first flush creates the table.
+    pub table: Option<DeltaTable>,
+    /// Record batches (schema [`loupe_model::requests_schema`]) not yet in `table`.
+    pub pending: Vec<RecordBatch>,
+}
+
+/// Counters for `/metrics` and tests.
+#[derive(Debug, Default)]
+pub struct StorageStats {
+    pub appended_records: AtomicU64,
+    pub duplicate_records: AtomicU64,
+    pub flushes: AtomicU64,
+    pub flushed_records: AtomicU64,
+    pub flush_errors: AtomicU64,
+    pub compactions: AtomicU64,
+}
+
+pub(crate) struct Visible {
+    table: Option<DeltaTable>,
+    /// WAL sequence number → batches, for every durable record not yet in `table`.
+    pending: BTreeMap<u64, Vec<RecordBatch>>,
+    pending_rows: usize,
+}
+
+/// Exact deduplication of request ids created within the configured window.
+struct Dedup {
+    seen: HashMap<u128, i64>,
+    window_micros: i64,
+}
+
+impl Dedup {
+    fn cutoff(&self) -> i64 {
+        Utc::now().timestamp_micros() - self.window_micros
+    }
+    fn prune(&mut self) {
+        let cutoff = self.cutoff();
+        self.seen.retain(|_, created| *created >= cutoff);
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) cfg: StorageConfig,
+    pub(crate) wal: wal::Wal,
+    pub(crate) state: Arc<RwLock<Visible>>,
+    dedup: Mutex<Dedup>,
+    pub(crate) table_url: Url,
+    pub(crate) backend: Option<Arc<dyn ObjectStore>>,
+    pub(crate) app_id: String,
+    pub(crate) flush_now: Notify,
+    pub(crate) stats: StorageStats,
+    pub(crate) last_flush_error: Mutex<Option<String>>,
+    pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+impl Inner {
+    /// Forgets dedup entries that fell out of the window.
+    pub(crate) fn prune_dedup(&self) {
+        if let Ok(mut d) = self.dedup.lock() {
+            d.prune();
+        }
+    }
+}
+
+/// The storage engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Storage {
+    inner: Arc<Inner>,
+    flusher: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+fn lock_poisoned() -> StorageError {
+    StorageError::Wal("internal lock poisoned".into())
+}
+
+impl Storage {
+    /// Opens (or creates) the storage under `cfg.data_dir`, replays the WAL and starts the
+    /// background flusher.
+    pub async fn open(cfg: StorageConfig) -> Result<Storage, StorageError> {
+        std::fs::create_dir_all(&cfg.data_dir)?;
+        let data_dir = std::fs::canonicalize(&cfg.data_dir)?;
+        let wal_dir = data_dir.join("wal");
+        std::fs::create_dir_all(&wal_dir)?;
+        let (table_url, backend) = resolve_table(&cfg, &data_dir)?;
+        let app_id = format!("loupe-wal-{}", cfg.node_id);
+
+        let table = load_table(&table_url, backend.clone()).await?;
+        let flushed: i64 = match &table {
+            Some(t) => t
+                .snapshot()?
+                .transaction_version(t.log_store().as_ref(), &app_id)
+                .await?
+                .unwrap_or(-1),
+            None => -1,
+        };
+
+        // Replay the WAL: every frame the table does not hold yet becomes pending again.
+        let mut pending: BTreeMap<u64, Vec<RecordBatch>> = BTreeMap::new();
+        let mut pending_rows = 0usize;
+        let mut max_seq: i64 = flushed;
+        let mut wal_bytes = 0u64;
+        let segments = wal::list_segments(&wal_dir)?;
+        let last_index = segments.len().saturating_sub(1);
+        for (i, (_, path)) in segments.iter().enumerate() {
+            let (frames, good) = wal::read_segment(path, i == last_index)?;
+            wal_bytes += good;
+            for f in frames {
+                max_seq = max_seq.max(f.seq as i64);
+                if (f.seq as i64) <= flushed {
+                    continue;
+                }
+                let batches = wal::decode_batch(&f.payload)?;
+                pending_rows += batches.iter().map(|b| b.num_rows()).sum::<usize>();
+                pending.insert(f.seq, batches);
+            }
+        }
+        let replayed = pending.len();
+        let next_seq = (max_seq + 1).max(0) as u64;
+
+        let state = Arc::new(RwLock::new(Visible {
+            table,
+            pending,
+            pending_rows,
+        }));
+        let on_durable_state = state.clone();
+        let on_durable: wal::OnDurable = Box::new(move |seq, batches| {
+            if let Ok(mut st) = on_durable_state.write() {
+                st.pending_rows += batches.iter().map(|b| b.num_rows()).sum::<usize>();
+                st.pending.insert(seq, batches);
+            }
+        });
+        let wal = wal::Wal::start(
+            wal_dir,
+            next_seq,
+            wal_bytes,
+            wal::WalOptions {
+                sync: cfg.wal.sync,
+                segment_bytes: cfg.wal.segment_bytes.max(1 << 16),
+                buffered_sync_interval: Duration::from_millis(cfg.wal.buffered_sync_interval_ms),
+            },
+            on_durable,
+        )?;
+        if flushed >= 0 {
+            wal.truncate_through(flushed as u64)?;
+        }
+
+        let dedup = Dedup {
+            seen: HashMap::new(),
+            window_micros: i64::from(cfg.dedup_window_hours) * 3_600_000_000,
+        };
+        let (shutdown, _) = tokio::sync::watch::channel(false);
+        let inner = Arc::new(Inner {
+            cfg,
+            wal,
+            state,
+            dedup: Mutex::new(dedup),
+            table_url,
+            backend,
+            app_id,
+            flush_now: Notify::new(),
+            stats: StorageStats::default(),
+            last_flush_error: Mutex::new(None),
+            shutdown,
+        });
+        let storage = Storage {
+            inner,
+            flusher: Arc::new(Mutex::new(None)),
+        };
+        storage.rebuild_dedup_index().await?;
+        tracing::info!(
+            table = %storage.inner.table_url,
+            flushed_through = flushed,
+            replayed_frames = replayed,
+            "storage opened"
+        );
+        let handle = tokio::spawn(flush::run(storage.inner.clone()));
+        if let Ok(mut f) = storage.flusher.lock() {
+            *f = Some(handle);
+        }
+        Ok(storage)
+    }
+
+    /// Loads the ids of recent records (pending and in the table) into the dedup index.
+    async fn rebuild_dedup_index(&self) -> Result<(), StorageError> {
+        let snap = self.snapshot();
+        let cutoff = self
+            .inner
+            .dedup
+            .lock()
+            .map_err(|_| lock_poisoned())?
+            .cutoff();
+        let mut batches = snap.pending.clone();
+        if let Some(table) = &snap.table {
+            batches.extend(flush::recent_ids(table, cutoff).await?);
+        }
+        let mut dedup = self.inner.dedup.lock().map_err(|_| lock_poisoned())?;
+        for b in &batches {
+            let (Some(ids), Some(created)) = (
+                b.column_by_name("request_id"),
+                b.column_by_name("created_at"),
+            ) else {
+                continue;
+            };
+            let ids = arrow::compute::cast(ids, &DataType::Utf8)?;
+            let ids = ids.as_string::<i32>();
+            let created = created.as_primitive::<TimestampMicrosecondType>();
+            for i in 0..b.num_rows() {
+                if ids.is_null(i) {
+                    continue;
+                }
+                if let Ok(id) = uuid::Uuid::parse_str(ids.value(i)) {
+                    let c = created.value(i);
+                    if c >= cutoff {
+                        dedup.seen.insert(id.as_u128(), c);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores records durably; see [`EventSink::append`].
+    pub async fn append(&self, records: Vec<RequestRecord>) -> Result<AppendAck, StorageError> {
+        let total = records.len();
+        // Reserve ids first so two concurrent appends of the same id cannot both win.
+        let (fresh, reserved) = {
+            let mut dedup = self.inner.dedup.lock().map_err(|_| lock_poisoned())?;
+            let cutoff = dedup.cutoff();
+            let mut in_batch = HashSet::new();
+            let mut fresh = Vec::with_capacity(total);
+            let mut reserved = Vec::with_capacity(total);
+            for r in records {
+                let id = r.request_id.as_u128();
+                if !in_batch.insert(id) || dedup.seen.contains_key(&id) {
+                    continue;
+                }
+                let created = r.created_at.timestamp_micros();
+                if created >= cutoff {
+                    dedup.seen.insert(id, created);
+                    reserved.push(id);
+                }
+                fresh.push(r);
+            }
+            (fresh, reserved)
+        };
+        let duplicates = total - fresh.len();
+        self.inner
+            .stats
+            .duplicate_records
+            .fetch_add(duplicates as u64, Ordering::Relaxed);
+        if fresh.is_empty() {
+            return Ok(AppendAck {
+                accepted: 0,
+                duplicates,
+            });
+        }
+        let result = self.write_wal(&fresh).await;
+        match result {
+            Ok(()) => {
+                self.inner
+                    .stats
+                    .appended_records
+                    .fetch_add(fresh.len() as u64, Ordering::Relaxed);
+                let rows = self.inner.state.read().map(|s| s.pending_rows).unwrap_or(0);
+                if rows >= self.inner.cfg.flush_max_rows {
+                    self.inner.flush_now.notify_one();
+                }
+                Ok(AppendAck {
+                    accepted: fresh.len(),
+                    duplicates,
+                })
+            }
+            Err(e) => {
+                if let Ok(mut dedup) = self.inner.dedup.lock() {
+                    for id in reserved {
+                        dedup.seen.remove(&id);
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn write_wal(&self, records: &[RequestRecord]) -> Result<(), StorageError> {
+        let batch = records_to_batch(records)?;
+        let payload = wal::encode_batch(&batch)?;
+        let used = self.inner.wal.bytes();
+        let budget = self.inner.cfg.wal.disk_budget_bytes;
+        if used + payload.len() as u64 > budget {
+            return Err(StorageError::OverBudget { used, budget });
+        }
+        self.inner.wal.append(payload, batch).await?;
+        Ok(())
+    }
+
+    /// A consistent view for queries: no record is missing and none appears twice.
+    pub fn snapshot(&self) -> Snapshot {
+        match self.inner.state.read() {
+            Ok(st) => Snapshot {
+                table: st.table.clone(),
+                pending: st.pending.values().flatten().cloned().collect(),
+            },
+            Err(_) => Snapshot {
+                table: None,
+                pending: Vec::new(),
+            },
+        }
+    }
+
+    /// Flushes everything acknowledged so far into the table, now.
+    pub async fn flush(&self) -> Result<(), StorageError> {
+        flush::flush_once(&self.inner).await
+    }
+
+    /// Compacts small files now (OPTIMIZE, then VACUUM of files no snapshot needs).
+    pub async fn compact(&self) -> Result<(), StorageError> {
+        flush::compact(&self.inner).await
+    }
+
+    /// Records acknowledged but not yet in the table.
+    pub fn pending_rows(&self) -> usize {
+        self.inner.state.read().map(|s| s.pending_rows).unwrap_or(0)
+    }
+
+    /// Bytes of WAL on disk (compared with the disk budget).
+    pub fn wal_bytes(&self) -> u64 {
+        self.inner.wal.bytes()
+    }
+
+    pub fn stats(&self) -> &StorageStats {
+        &self.inner.stats
+    }
+
+    /// The last flush error, cleared by the next successful flush.
+    pub fn last_flush_error(&self) -> Option<String> {
+        self.inner
+            .last_flush_error
+            .lock()
+            .ok()
+            .and_then(|e| e.clone())
+    }
+
+    /// URL of the `requests` Delta table.
+    pub fn table_url(&self) -> &Url {
+        &self.inner.table_url
+    }
+
+    /// Stops the flusher after a final flush attempt. Acknowledged records stay in the WAL if
+    /// that flush fails.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+        self.inner.flush_now.notify_one();
+        let handle = self.flusher.lock().ok().and_then(|mut h| h.take());
+        if let Some(h) = handle {
+            let _ = h.await;
+        }
+    }
+}
+
+impl EventSink for Storage {
+    fn append(&self, records: Vec<RequestRecord>) -> BoxFuture<'_, Result<AppendAck, SinkError>> {
+        Box::pin(async move {
+            Storage::append(self, records)
+                .await
+                .map_err(SinkError::from)
+        })
+    }
+}
+
+fn resolve_table(
+    cfg: &StorageConfig,
+    data_dir: &Path,
+) -> Result<(Url, Option<Arc<dyn ObjectStore>>), StorageError> {
+    match &cfg.table_url {
+        None => {
+            let dir = data_dir.join("tables").join("requests");
+            std::fs::create_dir_all(&dir)?;
+            let url = Url::from_directory_path(&dir)
+                .map_err(|_| StorageError::Config(format!("bad data_dir {}", dir.display())))?;
+            Ok((url, None))
+        }
+        Some(raw) => {
+            let base = Url::parse(raw.trim_end_matches('/'))
+                .map_err(|e| StorageError::Config(format!("storage.table_url '{raw}': {e}")))?;
+            let url = Url::parse(&format!(
+                "{}/requests/",
+                base.as_str().trim_end_matches('/')
+            ))
+            .map_err(|e| StorageError::Config(format!("storage.table_url '{raw}': {e}")))?;
+            match url.scheme() {
+                "file" => {
+                    if let Ok(p) = url.to_file_path() {
+                        std::fs::create_dir_all(p)?;
+                    }
+                    Ok((url, None))
+                }
+                "s3" | "s3a" => {
+                    let store = flush::s3_store(&url, cfg.s3.clone().unwrap_or_default())?;
+                    Ok((url, Some(store)))
+                }
+                other => Err(StorageError::Config(format!(
+                    "storage.table_url scheme '{other}' is not supported; use file:// or s3://"
+                ))),
+            }
+        }
+    }
+}
+
+pub(crate) fn table_builder(
+    url: &Url,
+    backend: Option<Arc<dyn ObjectStore>>,
+) -> Result<DeltaTableBuilder, StorageError> {
+    let mut b = DeltaTableBuilder::from_url(url.clone())?;
+    if let Some(store) = backend {
+        b = b.with_storage_backend(store, url.clone());
+    }
+    Ok(b)
+}
+
+async fn load_table(
+    url: &Url,
+    backend: Option<Arc<dyn ObjectStore>>,
+) -> Result<Option<DeltaTable>, StorageError> {
+    let mut table = table_builder(url, backend)?.build()?;
+    match table.load().await {
+        Ok(()) => Ok(Some(table)),
+        Err(DeltaTableError::NotATable(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
