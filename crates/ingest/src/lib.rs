@@ -59,7 +59,7 @@ impl Default for IngestContext {
 /// Per-request limits. Field names are the config keys under `ingest.` (e.g.
 /// `ingest.max_properties`); error messages name the key to raise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct IngestLimits {
     /// Records in one `/v1/ingest` request.
     pub max_records: usize,

@@ -30,7 +30,10 @@ pub struct QueryLimits {
 
 impl Default for QueryLimits {
     fn default() -> Self {
-        QueryLimits { memory_bytes: 1 << 30, target_partitions: 2 }
+        QueryLimits {
+            memory_bytes: 1 << 30,
+            target_partitions: 2,
+        }
     }
 }
 
@@ -51,11 +54,13 @@ impl QueryEngine {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(self.limits.memory_bytes)))
             .build_arc()?;
-        let config = SessionConfig::new().with_target_partitions(self.limits.target_partitions.max(1));
+        let config =
+            SessionConfig::new().with_target_partitions(self.limits.target_partitions.max(1));
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         let snapshot = self.storage.snapshot();
         if let Some(t) = &snapshot.table {
-            t.update_datafusion_session(&ctx.state()).map_err(|e| QueryError::Storage(e.to_string()))?;
+            t.update_datafusion_session(&ctx.state())
+                .map_err(|e| QueryError::Storage(e.to_string()))?;
         }
         let table = RequestsTable::try_new(snapshot).await?;
         ctx.register_table("requests", Arc::new(table))?;
@@ -64,8 +69,15 @@ impl QueryEngine {
 
     /// The `requests` rows of one org: the org filter sits directly on the scan, below anything
     /// a caller adds.
-    pub async fn requests(&self, ctx: &SessionContext, org_id: &str) -> Result<DataFrame, QueryError> {
-        Ok(ctx.table("requests").await?.filter(col("org_id").eq(lit(org_id)))?)
+    pub async fn requests(
+        &self,
+        ctx: &SessionContext,
+        org_id: &str,
+    ) -> Result<DataFrame, QueryError> {
+        Ok(ctx
+            .table("requests")
+            .await?
+            .filter(col("org_id").eq(lit(org_id)))?)
     }
 
     /// Runs a DataFrame to completion.

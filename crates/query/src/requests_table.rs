@@ -29,18 +29,29 @@ pub struct RequestsTable {
 impl RequestsTable {
     pub async fn try_new(snapshot: Snapshot) -> Result<Self, QueryError> {
         let delta = match &snapshot.table {
-            Some(t) => Some(t.table_provider().await.map_err(|e| QueryError::Storage(e.to_string()))?),
+            Some(t) => Some(
+                t.table_provider()
+                    .await
+                    .map_err(|e| QueryError::Storage(e.to_string()))?,
+            ),
             None => None,
         };
         let schema = match &delta {
             Some(d) => d.schema(),
             None => loupe_model::requests_schema(),
         };
-        Ok(RequestsTable { schema, delta, pending: snapshot.pending })
+        Ok(RequestsTable {
+            schema,
+            delta,
+            pending: snapshot.pending,
+        })
     }
 
     /// The pending batches with `projection` applied, cast to the table's column types.
-    fn pending_projected(&self, projection: Option<&Vec<usize>>) -> Result<(Vec<RecordBatch>, SchemaRef)> {
+    fn pending_projected(
+        &self,
+        projection: Option<&Vec<usize>>,
+    ) -> Result<(Vec<RecordBatch>, SchemaRef)> {
         let schema = match projection {
             Some(p) => Arc::new(self.schema.project(p)?),
             None => self.schema.clone(),
@@ -50,14 +61,22 @@ impl RequestsTable {
             let mut cols = Vec::with_capacity(schema.fields().len());
             for f in schema.fields() {
                 let src = b.column_by_name(f.name()).ok_or_else(|| {
-                    datafusion::error::DataFusionError::Internal(format!("memtable lacks column {}", f.name()))
+                    datafusion::error::DataFusionError::Internal(format!(
+                        "memtable lacks column {}",
+                        f.name()
+                    ))
                 })?;
-                cols.push(if src.data_type() == f.data_type() { src.clone() } else { cast(src, f.data_type())? });
+                cols.push(if src.data_type() == f.data_type() {
+                    src.clone()
+                } else {
+                    cast(src, f.data_type())?
+                });
             }
             out.push(RecordBatch::try_new_with_options(
                 schema.clone(),
                 cols,
-                &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(b.num_rows())),
+                &datafusion::arrow::array::RecordBatchOptions::new()
+                    .with_row_count(Some(b.num_rows())),
             )?);
         }
         Ok((out, schema))
@@ -74,7 +93,10 @@ impl TableProvider for RequestsTable {
         TableType::Base
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
         // The Delta scan prunes files and row groups with them; DataFusion re-applies them above.
         Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }

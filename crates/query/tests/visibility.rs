@@ -25,12 +25,23 @@ async fn count_and_sum(engine: &QueryEngine, org: &str) -> (i64, i64) {
         .requests(&ctx, org)
         .await
         .expect("requests")
-        .aggregate(vec![], vec![count(lit(1)).alias("n"), sum(col("prompt_tokens")).alias("t")])
+        .aggregate(
+            vec![],
+            vec![
+                count(lit(1)).alias("n"),
+                sum(col("prompt_tokens")).alias("t"),
+            ],
+        )
         .expect("agg");
     let batches = engine.collect(df).await.expect("collect");
     let b = &batches[0];
     let n = b.column(0).as_primitive::<Int64Type>().value(0);
-    let t = b.column(1).as_any().downcast_ref::<Int64Array>().map(|a| if a.is_null(0) { 0 } else { a.value(0) }).unwrap_or(0);
+    let t = b
+        .column(1)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .map(|a| if a.is_null(0) { 0 } else { a.value(0) })
+        .unwrap_or(0);
     (n, t)
 }
 
@@ -48,15 +59,32 @@ async fn records_are_queryable_immediately_and_after_flush() {
     let engine = QueryEngine::new(storage.clone(), QueryLimits::default());
     assert_eq!(count_and_sum(&engine, "default").await, (0, 0));
 
-    storage.append((1..=10).map(|i| rec("default", i)).collect()).await.expect("append");
-    storage.append((1..=3).map(|i| rec("other", i * 100)).collect()).await.expect("append");
-    assert_eq!(count_and_sum(&engine, "default").await, (10, 55), "memtable not visible");
+    storage
+        .append((1..=10).map(|i| rec("default", i)).collect())
+        .await
+        .expect("append");
+    storage
+        .append((1..=3).map(|i| rec("other", i * 100)).collect())
+        .await
+        .expect("append");
+    assert_eq!(
+        count_and_sum(&engine, "default").await,
+        (10, 55),
+        "memtable not visible"
+    );
 
     storage.flush().await.expect("flush");
-    assert_eq!(count_and_sum(&engine, "default").await, (10, 55), "after flush");
+    assert_eq!(
+        count_and_sum(&engine, "default").await,
+        (10, 55),
+        "after flush"
+    );
 
     // Half in the table, half in the memtable: still exactly once, still scoped.
-    storage.append((1..=5).map(|i| rec("default", i)).collect()).await.expect("append");
+    storage
+        .append((1..=5).map(|i| rec("default", i)).collect())
+        .await
+        .expect("append");
     assert_eq!(count_and_sum(&engine, "default").await, (15, 70));
     assert_eq!(count_and_sum(&engine, "other").await, (3, 600));
     assert_eq!(count_and_sum(&engine, "nobody").await, (0, 0));
@@ -67,9 +95,18 @@ async fn records_are_queryable_immediately_and_after_flush() {
         .requests(&ctx, "default")
         .await
         .expect("requests")
-        .select(vec![datafusion::functions_nested::expr_fn::map_extract(col("properties"), lit("env")).alias("env")])
+        .select(vec![
+            datafusion::functions_nested::expr_fn::map_extract(col("properties"), lit("env"))
+                .alias("env"),
+        ])
         .expect("select");
-    let rows: usize = engine.collect(df).await.expect("collect").iter().map(|b| b.num_rows()).sum();
+    let rows: usize = engine
+        .collect(df)
+        .await
+        .expect("collect")
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
     assert_eq!(rows, 15);
     storage.shutdown().await;
 }

@@ -1,1 +1,149 @@
-fn main() {}
+//! `loupe`: the LLM gateway and observability engine.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use loupe_server::config::{Config, Overrides};
+use loupe_server::keys;
+
+#[derive(Parser)]
+#[command(
+    name = "loupe",
+    version,
+    about = "Loupe: self-hosted LLM gateway and observability engine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (defaults: 127.0.0.1:8787, data in ./loupe-data).
+    Serve {
+        /// TOML config file (see loupe.example.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Address to listen on, e.g. 127.0.0.1:8787 (overrides server.listen).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Data directory (overrides storage.data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key for an org; the key is printed once and stored hashed.
+    Create {
+        #[arg(long)]
+        org: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// List keys (never the keys themselves).
+    List {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOUPE_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,buoyant_kernel=off,deltalake_core=warn")
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn load(config: Option<PathBuf>, overrides: Overrides) -> Result<Config, String> {
+    Config::load(config.as_deref(), &overrides)
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            data_dir,
+        } => {
+            let cfg = load(config, Overrides { listen, data_dir })?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start runtime: {e}"))?;
+            rt.block_on(loupe_server::serve(cfg))
+        }
+        Command::Keys {
+            command:
+                KeysCommand::Create {
+                    org,
+                    name,
+                    config,
+                    data_dir,
+                },
+        } => {
+            let cfg = load(
+                config,
+                Overrides {
+                    listen: None,
+                    data_dir,
+                },
+            )?;
+            let (key, stored) = keys::create_key(&cfg.keys_file(), &org, &name)?;
+            println!("{key}");
+            eprintln!(
+                "created key {} for org '{}' (stored hashed in {}); it will not be shown again",
+                stored.display_prefix,
+                stored.org_id,
+                cfg.keys_file().display()
+            );
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::List { config, data_dir },
+        } => {
+            let cfg = load(
+                config,
+                Overrides {
+                    listen: None,
+                    data_dir,
+                },
+            )?;
+            for k in keys::list_keys(&cfg.keys_file())? {
+                println!(
+                    "{}\t{}…\t{}\t{}\t{}",
+                    k.id, k.display_prefix, k.org_id, k.name, k.created_at
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    init_tracing();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! The route table and its thin handlers.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use loupe_ingest::{HeliconeRoute, IngestContext, IngestLimits};
+use loupe_model::{ErrorKind, PriceTable};
+use loupe_storage::Storage;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::keys::KeyStore;
+
+/// Everything handlers share. No globals: this is passed to the router as state.
+pub struct AppState {
+    pub storage: Storage,
+    pub prices: Arc<PriceTable>,
+    pub keys: KeyStore,
+    pub limits: IngestLimits,
+    pub max_body_bytes: usize,
+}
+
+pub type Shared = Arc<AppState>;
+
+/// The one route table.
+pub fn router(state: Shared) -> Router {
+    let mut r = Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/v1/ingest", post(ingest_native));
+    for route in HeliconeRoute::ALL {
+        r = r.route(
+            route.path(),
+            post(move |s: State<Shared>, h: HeaderMap, b: Body| helicone_log(s, h, b, route)),
+        );
+    }
+    // Helicone's Jawn also accepts the custom body here.
+    r = r.route(
+        "/v1/trace/custom/log",
+        post(|s: State<Shared>, h: HeaderMap, b: Body| {
+            helicone_log(s, h, b, HeliconeRoute::Custom)
+        }),
+    );
+    r.fallback(not_found).with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        ErrorKind::NotFound,
+        "no such endpoint; see docs/api.md for the routes Loupe serves",
+    )
+}
+
+async fn health() -> impl IntoResponse {
+    axum::Json(json!({ "status": "ok" }))
+}
+
+async fn metrics(State(st): State<Shared>) -> impl IntoResponse {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = st.storage.stats();
+    let body = format!(
+        "# TYPE loupe_ingested_records_total counter\nloupe_ingested_records_total {}\n\
+         # TYPE loupe_duplicate_records_total counter\nloupe_duplicate_records_total {}\n\
+         # TYPE loupe_flushes_total counter\nloupe_flushes_total {}\n\
+         # TYPE loupe_flushed_records_total counter\nloupe_flushed_records_total {}\n\
+         # TYPE loupe_flush_errors_total counter\nloupe_flush_errors_total {}\n\
+         # TYPE loupe_compactions_total counter\nloupe_compactions_total {}\n\
+         # TYPE loupe_pending_records gauge\nloupe_pending_records {}\n\
+         # TYPE loupe_wal_bytes gauge\nloupe_wal_bytes {}\n",
+        s.appended_records.load(Relaxed),
+        s.duplicate_records.load(Relaxed),
+        s.flushes.load(Relaxed),
+        s.flushed_records.load(Relaxed),
+        s.flush_errors.load(Relaxed),
+        s.compactions.load(Relaxed),
+        st.storage.pending_rows(),
+        st.storage.wal_bytes(),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
+
+/// Resolves the caller's org. With no keys configured everything belongs to `default`.
+/// Accepts `Authorization: Bearer <key>` and Helicone's `Helicone-Auth` (alias `Loupe-Auth`).
+fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    if !st.keys.enabled() {
+        return Ok("default".to_string());
+    }
+    let presented = ["loupe-auth", "helicone-auth", "authorization"]
+        .iter()
+        .find_map(|h| {
+            headers.get(*h).and_then(|v| v.to_str().ok()).map(|v| {
+                v.trim()
+                    .strip_prefix("Bearer ")
+                    .unwrap_or(v.trim())
+                    .trim()
+                    .to_string()
+            })
+        });
+    let Some(key) = presented else {
+        return Err(ApiError::new(
+            ErrorKind::Unauthenticated,
+            "missing API key: send 'Authorization: Bearer <key>' (create one with 'loupe keys create --org NAME')",
+        ));
+    };
+    st.keys.org_of(&key).ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::Unauthenticated,
+            "invalid API key: it is unknown or was revoked",
+        )
+    })
+}
+
+async fn read_body(st: &AppState, body: Body) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, st.max_body_bytes).await.map_err(|_| {
+        ApiError::new(
+            ErrorKind::PayloadTooLarge,
+            format!(
+                "request body is larger than {} bytes (server.max_body_bytes): split the batch or raise the limit",
+                st.max_body_bytes
+            ),
+        )
+    })
+}
+
+fn context(st: &AppState, org: String) -> IngestContext {
+    let mut ctx = IngestContext::new(org, st.prices.clone());
+    ctx.limits = st.limits;
+    ctx
+}
+
+async fn ingest_native(
+    State(st): State<Shared>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let org = authenticate(&st, &headers)?;
+    let bytes = read_body(&st, body).await?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let ctx = context(&st, org);
+    // Parsing thousands of records is CPU work: keep it off the I/O threads.
+    let records = tokio::task::spawn_blocking(move || {
+        loupe_ingest::parse_native(&bytes, content_type.as_deref(), &ctx)
+    })
+    .await
+    .map_err(|e| ApiError::new(ErrorKind::Internal, format!("ingest worker failed: {e}")))??;
+    let ack = st
+        .storage
+        .append(records)
+        .await
+        .map_err(loupe_model::SinkError::from)?;
+    Ok(
+        axum::Json(json!({ "accepted": ack.accepted, "duplicates": ack.duplicates }))
+            .into_response(),
+    )
+}
+
+async fn helicone_log(
+    State(st): State<Shared>,
+    headers: HeaderMap,
+    body: Body,
+    route: HeliconeRoute,
+) -> Result<Response, ApiError> {
+    let org = authenticate(&st, &headers)?;
+    let bytes = read_body(&st, body).await?;
+    let ctx = context(&st, org);
+    let record = loupe_ingest::parse_helicone_log(&bytes, route, &ctx)?;
+    let id = record.request_id;
+    let ack = st
+        .storage
+        .append(vec![record])
+        .await
+        .map_err(loupe_model::SinkError::from)?;
+    Ok(axum::Json(
+        json!({ "accepted": ack.accepted, "duplicates": ack.duplicates, "request_id": id }),
+    )
+    .into_response())
+}
