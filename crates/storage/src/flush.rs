@@ -261,9 +261,33 @@ pub(crate) async fn recent_ids(
     Ok(df.collect().await?)
 }
 
+/// Delta log store for `s3://` tables: the default log store (commits are conditional puts, so no
+/// external lock is needed on stores that support `If-None-Match`), over our own S3 client.
+struct S3LogStoreFactory;
+
+impl deltalake::logstore::LogStoreFactory for S3LogStoreFactory {
+    fn with_options(
+        &self,
+        prefixed_store: deltalake::logstore::ObjectStoreRef,
+        root_store: deltalake::logstore::ObjectStoreRef,
+        location: &Url,
+        options: &deltalake::logstore::StorageConfig,
+    ) -> deltalake::DeltaResult<Arc<dyn deltalake::logstore::LogStore>> {
+        Ok(deltalake::logstore::default_logstore(prefixed_store, root_store, location, options))
+    }
+}
+
 /// An S3-compatible object store for `url` (`s3://bucket/prefix/...`).
 pub(crate) fn s3_store(url: &Url, cfg: S3Config) -> Result<Arc<dyn ObjectStore>, StorageError> {
     use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
+    let registry = deltalake::logstore::logstore_factories();
+    for scheme in ["s3://", "s3a://"] {
+        if let Ok(u) = Url::parse(scheme) {
+            if !registry.contains_key(&u) {
+                registry.insert(u, Arc::new(S3LogStoreFactory));
+            }
+        }
+    }
     let bucket = url
         .host_str()
         .ok_or_else(|| StorageError::Config(format!("storage.table_url '{url}' has no bucket")))?;

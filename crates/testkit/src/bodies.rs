@@ -11,12 +11,54 @@ use crate::catalog::{Api, ModelKind, ModelSpec};
 use crate::rng::Rng;
 
 const WORDS: [&str; 48] = [
-    "the", "customer", "report", "quarterly", "revenue", "search", "results", "summary", "please",
-    "order", "shipping", "account", "invoice", "policy", "update", "latency", "model", "answer",
-    "question", "document", "section", "table", "data", "user", "request", "error", "retry",
-    "billing", "contract", "meeting", "notes", "agenda", "product", "feature", "release", "bug",
-    "ticket", "priority", "team", "review", "draft", "email", "translate", "french", "code",
-    "function", "test", "deploy",
+    "the",
+    "customer",
+    "report",
+    "quarterly",
+    "revenue",
+    "search",
+    "results",
+    "summary",
+    "please",
+    "order",
+    "shipping",
+    "account",
+    "invoice",
+    "policy",
+    "update",
+    "latency",
+    "model",
+    "answer",
+    "question",
+    "document",
+    "section",
+    "table",
+    "data",
+    "user",
+    "request",
+    "error",
+    "retry",
+    "billing",
+    "contract",
+    "meeting",
+    "notes",
+    "agenda",
+    "product",
+    "feature",
+    "release",
+    "bug",
+    "ticket",
+    "priority",
+    "team",
+    "review",
+    "draft",
+    "email",
+    "translate",
+    "french",
+    "code",
+    "function",
+    "test",
+    "deploy",
 ];
 
 /// Filler text of roughly `tokens` tokens, capped at `max_chars` characters.
@@ -140,6 +182,18 @@ fn openai_usage(rec: &RequestRecord) -> Value {
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,
         },
+    })
+}
+
+/// DeepSeek reports cache hits and misses at top level.
+fn deepseek_usage(rec: &RequestRecord) -> Value {
+    json!({
+        "prompt_tokens": rec.prompt_tokens,
+        "completion_tokens": rec.completion_tokens,
+        "total_tokens": rec.total_tokens,
+        "prompt_cache_hit_tokens": rec.cache_read_tokens,
+        "prompt_cache_miss_tokens": rec.prompt_tokens - rec.cache_read_tokens,
+        "completion_tokens_details": {"reasoning_tokens": rec.reasoning_tokens},
     })
 }
 
@@ -293,6 +347,11 @@ pub(crate) fn success_response(rng: &mut Rng, spec: &ModelSpec, rec: &RequestRec
                 Api::Mistral => id(rng, "", 32),
                 _ => id(rng, "chatcmpl-", 29),
             };
+            let usage = if api == Api::DeepSeek {
+                deepseek_usage(rec)
+            } else {
+                openai_usage(rec)
+            };
             if rec.stream {
                 let chunk = |delta: Value, finish: Value| {
                     json!({"id": chat_id, "object": "chat.completion.chunk", "created": created,
@@ -300,25 +359,28 @@ pub(crate) fn success_response(rng: &mut Rng, spec: &ModelSpec, rec: &RequestRec
                 };
                 let (head, tail) = answer.split_at(answer.len() / 2);
                 let mut events = vec![
-                    (None, chunk(json!({"role": "assistant", "content": ""}), Value::Null)),
+                    (
+                        None,
+                        chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+                    ),
                     (None, chunk(json!({"content": head}), Value::Null)),
                     (None, chunk(json!({"content": tail}), Value::Null)),
                 ];
                 let mut last = chunk(json!({}), json!("stop"));
                 match api {
                     Api::Groq => {
-                        last["x_groq"] = json!({"id": id(rng, "req_", 26), "usage": openai_usage(rec)});
+                        last["x_groq"] = json!({"id": id(rng, "req_", 26), "usage": usage});
                         events.push((None, last));
                     }
                     Api::Mistral | Api::DeepSeek => {
-                        last["usage"] = openai_usage(rec);
+                        last["usage"] = usage;
                         events.push((None, last));
                     }
                     _ => {
                         events.push((None, last));
                         let mut usage_chunk = chunk(json!({}), Value::Null);
                         usage_chunk["choices"] = json!([]);
-                        usage_chunk["usage"] = openai_usage(rec);
+                        usage_chunk["usage"] = usage;
                         events.push((None, usage_chunk));
                     }
                 }
@@ -333,7 +395,7 @@ pub(crate) fn success_response(rng: &mut Rng, spec: &ModelSpec, rec: &RequestRec
                     "model": model,
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": answer,
                         "refusal": null}, "logprobs": null, "finish_reason": "stop"}],
-                    "usage": openai_usage(rec),
+                    "usage": usage,
                 })
                 .to_string()
             }

@@ -141,9 +141,17 @@ pub(crate) fn provider_error(rng: &mut Rng, spec: &ModelSpec, failure: Failure) 
         }
         (Api::DeepSeek, f) => {
             let (status, ty, message) = match f {
-                Failure::RateLimited => (429, "rate_limit_reached_error", "Rate Limit Reached".to_owned()),
+                Failure::RateLimited => (
+                    429,
+                    "rate_limit_reached_error",
+                    "Rate Limit Reached".to_owned(),
+                ),
                 Failure::ServerError => (500, "server_error", "Server Error".to_owned()),
-                Failure::Overloaded => (503, "server_overloaded_error", "Server Overloaded".to_owned()),
+                Failure::Overloaded => (
+                    503,
+                    "server_overloaded_error",
+                    "Server Overloaded".to_owned(),
+                ),
                 Failure::BadRequest => {
                     let completion = rng.int(1000, 8192);
                     let prompt = oversize(rng, spec.context);
