@@ -11,18 +11,27 @@ use loupe_ingest::IngestContext;
 use loupe_storage::SyncMode;
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
     let prices = prices();
     let counter = Arc::new(AtomicU64::new(1));
     let mut group = c.benchmark_group("durable_ingest");
-    group.sample_size(10).measurement_time(Duration::from_secs(if smoke() { 1 } else { 4 }));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(if smoke() { 1 } else { 4 }));
     for sync in [SyncMode::Fsync, SyncMode::Buffered] {
         let dir = tempfile::tempdir().expect("tmp");
         let storage = rt.block_on(open_storage(dir.path(), sync));
         for batch in [1usize, 100, 1000] {
             for conc in [1usize, 16] {
                 group.throughput(Throughput::Elements(batch as u64));
-                let id = BenchmarkId::new(format!("{sync:?}").to_lowercase(), format!("batch{batch}/c{conc}"));
+                let id = BenchmarkId::new(
+                    format!("{sync:?}").to_lowercase(),
+                    format!("batch{batch}/c{conc}"),
+                );
                 let bodies = Bodies::new(batch, prices.clone(), counter.clone());
                 group.bench_function(id, |b| {
                     b.iter_custom(|iters| {
@@ -40,7 +49,12 @@ fn bench(c: &mut Criterion) {
                                 tasks.push(tokio::spawn(async move {
                                     for _ in 0..per_task {
                                         let body = body_gen.next();
-                                        let records = loupe_ingest::parse_native(&body, Some("application/x-ndjson"), &ctx).expect("parse");
+                                        let records = loupe_ingest::parse_native(
+                                            &body,
+                                            Some("application/x-ndjson"),
+                                            &ctx,
+                                        )
+                                        .expect("parse");
                                         storage.append(records).await.expect("append");
                                     }
                                 }));
@@ -49,7 +63,9 @@ fn bench(c: &mut Criterion) {
                                 t.await.expect("task");
                             }
                             // Criterion divides by iters; we ran per_task * conc >= iters appends.
-                            start.elapsed().mul_f64(iters as f64 / (per_task * conc as u64) as f64)
+                            start
+                                .elapsed()
+                                .mul_f64(iters as f64 / (per_task * conc as u64) as f64)
                         })
                     })
                 });

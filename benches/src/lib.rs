@@ -11,7 +11,8 @@ use loupe_testkit::{GenOptions, Generator, record_to_native_json};
 
 /// True for CI's smoke run: tiny sizes, every code path once, no figures that mean anything.
 pub fn smoke() -> bool {
-    std::env::var("LOUPE_BENCH_SMOKE").is_ok_and(|v| v == "1") || std::env::args().any(|a| a == "--test")
+    std::env::var("LOUPE_BENCH_SMOKE").is_ok_and(|v| v == "1")
+        || std::env::args().any(|a| a == "--test")
 }
 
 pub fn prices() -> Arc<PriceTable> {
@@ -32,7 +33,12 @@ const ID_PREFIX: &str = "00000000-0000-4000-8000-";
 
 impl Bodies {
     pub fn new(batch: usize, prices: Arc<PriceTable>, counter: Arc<AtomicU64>) -> Bodies {
-        let opts = GenOptions { seed: 42, start: Utc::now() - Duration::hours(1), span: Duration::minutes(50), ..GenOptions::default() };
+        let opts = GenOptions {
+            seed: 42,
+            start: Utc::now() - Duration::hours(1),
+            span: Duration::minutes(50),
+            ..GenOptions::default()
+        };
         let mut g = Generator::new(opts, prices);
         let mut template = Vec::new();
         let mut slots = Vec::new();
@@ -50,7 +56,11 @@ impl Bodies {
             template.extend_from_slice(&line.as_bytes()[1..]);
             template.push(b'\n');
         }
-        Bodies { template, slots, counter }
+        Bodies {
+            template,
+            slots,
+            counter,
+        }
     }
 
     /// A body with fresh ids.
@@ -77,14 +87,23 @@ impl Bodies {
 }
 
 pub async fn open_storage(dir: &std::path::Path, sync: SyncMode) -> Storage {
-    let mut cfg = StorageConfig { data_dir: dir.to_path_buf(), compact_interval_secs: 0, ..StorageConfig::default() };
+    let mut cfg = StorageConfig {
+        data_dir: dir.to_path_buf(),
+        compact_interval_secs: 0,
+        ..StorageConfig::default()
+    };
     cfg.wal.sync = sync;
     cfg.wal.disk_budget_bytes = 64 << 30;
     Storage::open(cfg).await.expect("open storage")
 }
 
 /// One machine-readable figure (see `./scripts/bench`).
-pub fn figure(name: &str, value: f64, unit: &str, baseline: Option<(&str, f64)>) -> serde_json::Value {
+pub fn figure(
+    name: &str,
+    value: f64,
+    unit: &str,
+    baseline: Option<(&str, f64)>,
+) -> serde_json::Value {
     let mut v = serde_json::json!({ "figure": name, "value": value, "unit": unit });
     if let Some((b, bv)) = baseline {
         v["baseline"] = serde_json::json!(b);

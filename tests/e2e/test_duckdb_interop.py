@@ -72,5 +72,5 @@ def test_duckdb_reads_what_loupe_wrote(loupe_factory, tmp_path):
     assert ids == len(sent)
     # Rows are sorted by (org_id, created_at) inside each file so time filters prune row groups.
     for f in files[:3]:
-        ts = [r[0] for r in con.execute(f"SELECT created_at FROM read_parquet('{f}')").fetchall()]
+        ts = [r[0] for r in con.execute(f"SELECT epoch_us(created_at) FROM read_parquet('{f}')").fetchall()]
         assert ts == sorted(ts)

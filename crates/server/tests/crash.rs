@@ -190,6 +190,24 @@ async fn client_loop(
     }
 }
 
+/// (commits, OPTIMIZE commits) in a Delta log directory: shows that flushes and compactions ran
+/// while the server was being killed.
+fn delta_log_stats(log_dir: &std::path::Path) -> (usize, usize) {
+    let mut commits = 0;
+    let mut optimizes = 0;
+    for e in std::fs::read_dir(log_dir).expect("delta log").flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "json") {
+            commits += 1;
+            let text = std::fs::read_to_string(&p).expect("commit");
+            if text.contains("\"operation\":\"OPTIMIZE\"") {
+                optimizes += 1;
+            }
+        }
+    }
+    (commits, optimizes)
+}
+
 fn seed() -> u64 {
     match std::env::var("LOUPE_CRASH_SEED") {
         Ok(s) => s.parse().expect("LOUPE_CRASH_SEED must be a u64"),
@@ -302,7 +320,10 @@ async fn acknowledged_records_survive_sigkill_exactly_once() {
     assert!(
         missing.is_empty(),
         "{} acknowledged ids missing, e.g. {missing:?}",
-        l.acked.iter().filter(|id| !counts.contains_key(*id)).count()
+        l.acked
+            .iter()
+            .filter(|id| !counts.contains_key(*id))
+            .count()
     );
     let never_sent: Vec<_> = counts
         .keys()
@@ -318,11 +339,14 @@ async fn acknowledged_records_survive_sigkill_exactly_once() {
         .filter_map(|k| common::metric(&m, k).map(|v| (k, v)))
         .collect();
 
+    let (commits, optimizes) = delta_log_stats(&dir.path().join("tables/requests/_delta_log"));
+
     println!(
         "crash test: seed {seed}, {ROUNDS} rounds (kill delays / ids acked per round: {:?}), \
          {} ok requests, {} requests cut off, {} batches resent ({} in the final start; {} resends \
          acked: {} records newly accepted, {} already stored), {} ids acked, {} ids stored, \
-         final start metrics {flushes:?}, {:.1} s",
+         final start metrics {flushes:?}, {commits} Delta commits ({optimizes} of them \
+         compactions), {:.1} s",
         per_round,
         l.ok_requests,
         l.failed_requests,

@@ -38,6 +38,18 @@ pub(crate) fn writer_properties() -> WriterProperties {
         .build()
 }
 
+/// A session with one partition, so the writer keeps our (org_id, created_at) row order instead
+/// of hash-repartitioning rows across concurrent writers.
+fn ordered_session() -> Result<Arc<dyn datafusion::catalog::Session>, StorageError> {
+    let overrides = std::collections::HashMap::from([(
+        "datafusion.execution.target_partitions".to_string(),
+        "1".to_string(),
+    )]);
+    let ctx =
+        deltalake::delta_datafusion::DeltaSessionContext::new_with_session_overrides(&overrides)?;
+    Ok(Arc::new(ctx.state()))
+}
+
 /// The background loop: flush on interval or when the memtable is full; compact; expire.
 pub(crate) async fn run(inner: Arc<Inner>) {
     let interval = Duration::from_millis(inner.cfg.flush_interval_ms.max(10));
@@ -65,7 +77,8 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 backoff = (backoff * 2).clamp(Duration::from_millis(500), Duration::from_secs(30));
             }
         }
-        if stopping || *shutdown.borrow() {
+        if stopping {
+            // That was the final flush (a shutdown seen during an earlier flush loops once more).
             return;
         }
         inner.prune_dedup();
@@ -146,6 +159,7 @@ pub(crate) async fn flush_once(inner: &Inner) -> Result<(), StorageError> {
             .with_save_mode(SaveMode::Append)
             .with_partition_columns([PARTITION_COLUMN])
             .with_writer_properties(writer_properties())
+            .with_session_state(ordered_session()?)
             .with_commit_properties(
                 CommitProperties::default()
                     .with_application_transaction(Transaction::new(&inner.app_id, upto as i64)),
@@ -273,7 +287,12 @@ impl deltalake::logstore::LogStoreFactory for S3LogStoreFactory {
         location: &Url,
         options: &deltalake::logstore::StorageConfig,
     ) -> deltalake::DeltaResult<Arc<dyn deltalake::logstore::LogStore>> {
-        Ok(deltalake::logstore::default_logstore(prefixed_store, root_store, location, options))
+        Ok(deltalake::logstore::default_logstore(
+            prefixed_store,
+            root_store,
+            location,
+            options,
+        ))
     }
 }
 

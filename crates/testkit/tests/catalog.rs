@@ -28,7 +28,14 @@ fn priced_models_hit_the_bundled_table() {
     }
     assert!(unpriced >= 1);
     let providers: std::collections::HashSet<_> = models().iter().map(|m| m.provider).collect();
-    for p in ["openai", "anthropic", "gemini", "groq", "mistral", "deepseek"] {
+    for p in [
+        "openai",
+        "anthropic",
+        "gemini",
+        "groq",
+        "mistral",
+        "deepseek",
+    ] {
         assert!(providers.contains(p), "{p}");
     }
 }

@@ -108,15 +108,27 @@ fn timestamps_cover_the_span_in_order() {
         assert!(w[0].created_at <= w[1].created_at, "not sorted");
     }
     for r in records {
-        assert!(r.created_at >= start && r.created_at < end, "{}", r.created_at);
-        assert_eq!(r.created_at.timestamp_subsec_nanos() % 1000, 0, "µs precision");
+        assert!(
+            r.created_at >= start && r.created_at < end,
+            "{}",
+            r.created_at
+        );
+        assert_eq!(
+            r.created_at.timestamp_subsec_nanos() % 1000,
+            0,
+            "µs precision"
+        );
         assert_eq!(
             r.completed_at,
             r.created_at + Duration::milliseconds(r.latency_ms)
         );
         assert!(r.latency_ms > 0);
         if let Some(ttft) = r.ttft_ms {
-            assert!(ttft >= 1 && ttft < r.latency_ms, "{ttft} vs {}", r.latency_ms);
+            assert!(
+                ttft >= 1 && ttft < r.latency_ms,
+                "{ttft} vs {}",
+                r.latency_ms
+            );
             assert!(r.stream && r.status == 200);
         }
     }
@@ -125,12 +137,7 @@ fn timestamps_cover_the_span_in_order() {
     assert!(records[records.len() - 1].created_at > end - Duration::hours(2));
     // Daily cycle: the afternoon (UTC) is much busier than the small hours.
     let hour = |h: u32| records.iter().filter(|r| r.created_at.hour() == h).count();
-    assert!(
-        hour(15) > 2 * hour(3),
-        "15h: {}, 3h: {}",
-        hour(15),
-        hour(3)
-    );
+    assert!(hour(15) > 2 * hour(3), "15h: {}, 3h: {}", hour(15), hour(3));
 }
 
 #[test]
@@ -157,10 +164,12 @@ fn status_stream_cache_and_source_mix() {
         0.4,
         0.7,
     );
-    assert!(
-        r.iter()
-            .all(|x| !x.stream || models().iter().any(|m| m.model == x.model && m.kind == ModelKind::Chat))
-    );
+    assert!(r.iter().all(|x| {
+        !x.stream
+            || models()
+                .iter()
+                .any(|m| m.model == x.model && m.kind == ModelKind::Chat)
+    }));
 }
 
 #[test]
@@ -229,7 +238,9 @@ fn token_invariants_and_shapes() {
     // Prompt caching on roughly 30 % of OpenAI and Anthropic calls.
     let oa: Vec<_> = ok
         .iter()
-        .filter(|x| (x.provider == "openai" && x.path != "/v1/embeddings") || x.provider == "anthropic")
+        .filter(|x| {
+            (x.provider == "openai" && x.path != "/v1/embeddings") || x.provider == "anthropic"
+        })
         .cloned()
         .collect();
     assert_between(
@@ -283,7 +294,12 @@ fn users_sessions_properties_traces() {
         share(r, |x| x.user_id.as_deref() == Some("user_0"))
             > share(r, |x| x.user_id.as_deref() == Some("user_50"))
     );
-    assert_between("in sessions", share(r, |x| x.session_id.is_some()), 0.2, 0.4);
+    assert_between(
+        "in sessions",
+        share(r, |x| x.session_id.is_some()),
+        0.2,
+        0.4,
+    );
     for x in r {
         assert_eq!(x.session_id.is_some(), x.session_path.is_some());
         assert_eq!(x.session_id.is_some(), x.session_name.is_some());
@@ -293,7 +309,10 @@ fn users_sessions_properties_traces() {
         let env = x.properties.get("environment").map(String::as_str);
         assert!(matches!(env, Some("production" | "staging" | "dev")));
         assert!(x.properties.contains_key("feature"));
-        assert_eq!(x.properties.contains_key("customer_tier"), x.user_id.is_some());
+        assert_eq!(
+            x.properties.contains_key("customer_tier"),
+            x.user_id.is_some()
+        );
         assert_eq!(x.trace_id.is_some(), x.span_id.is_some());
         if let (Some(t), Some(s)) = (&x.trace_id, &x.span_id) {
             assert!(t.len() == 32 && s.len() == 16);
@@ -311,11 +330,17 @@ fn users_sessions_properties_traces() {
         .iter()
         .find(|x| x.session_path.as_deref() == Some("/plan/search/summarize"))
         .expect("a research session");
-    let steps: Vec<_> = r.iter().filter(|x| x.session_id == first.session_id).collect();
+    let steps: Vec<_> = r
+        .iter()
+        .filter(|x| x.session_id == first.session_id)
+        .collect();
     assert!(steps.len() >= 3);
     for s in &steps {
         assert_eq!((&s.org_id, &s.user_id), (&first.org_id, &first.user_id));
-        assert_eq!(s.properties.get("environment"), first.properties.get("environment"));
+        assert_eq!(
+            s.properties.get("environment"),
+            first.properties.get("environment")
+        );
         assert_eq!(s.session_name, first.session_name);
     }
     // Tiers are fixed per user.
@@ -358,9 +383,11 @@ fn degenerate_options_do_not_panic() {
     let start = o.start;
     let records = generate(o);
     assert_eq!(records.len(), 50);
-    assert!(records.iter().all(|r| r.org_id == "default"
-        && r.user_id.is_none()
-        && r.created_at == start));
+    assert!(
+        records
+            .iter()
+            .all(|r| r.org_id == "default" && r.user_id.is_none() && r.created_at == start)
+    );
     let none = generate(GenOptions {
         count: 0,
         ..GenOptions::default()

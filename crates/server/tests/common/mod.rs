@@ -174,7 +174,10 @@ impl Proc {
         self.signal(libc::SIGKILL);
         if self.wait_exit(Duration::from_secs(10)).is_none() {
             // Nothing more can be done without hanging; the OS reaps it when the test ends.
-            eprintln!("warning: loupe pid {} did not die after SIGKILL", self.pid());
+            eprintln!(
+                "warning: loupe pid {} did not die after SIGKILL",
+                self.pid()
+            );
         }
     }
 }
