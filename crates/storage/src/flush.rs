@@ -221,7 +221,7 @@ pub(crate) async fn compact(inner: &Inner) -> Result<(), StorageError> {
 }
 
 /// Deletes whole days older than `retention_days`.
-async fn expire(inner: &Inner) -> Result<(), StorageError> {
+pub(crate) async fn expire(inner: &Inner) -> Result<(), StorageError> {
     let (Some(days), Some(table)) = (
         inner.cfg.retention_days,
         inner
@@ -271,7 +271,7 @@ pub(crate) async fn recent_ids(
     let df = ctx
         .read_table(provider)?
         .filter(col("created_at").gt_eq(lit(cutoff)))?
-        .select_columns(&["request_id", "created_at"])?;
+        .select_columns(&["request_id", "created_at", "org_id"])?;
     Ok(df.collect().await?)
 }
 

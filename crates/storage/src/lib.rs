@@ -60,6 +60,16 @@ pub(crate) struct Visible {
     pending_rows: usize,
 }
 
+/// The dedup key: request ids are unique per org, so one org can never shadow another's records.
+fn dedup_key(org: &str, id: uuid::Uuid) -> u128 {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: stable across restarts.
+    let mut h = std::hash::DefaultHasher::new();
+    org.hash(&mut h);
+    let o = u128::from(h.finish());
+    id.as_u128() ^ (o << 64 | o)
+}
+
 /// Exact deduplication of request ids created within the configured window.
 struct Dedup {
     seen: HashMap<u128, i64>,
@@ -232,14 +242,17 @@ impl Storage {
         }
         let mut dedup = self.inner.dedup.lock().map_err(|_| lock_poisoned())?;
         for b in &batches {
-            let (Some(ids), Some(created)) = (
+            let (Some(ids), Some(created), Some(orgs)) = (
                 b.column_by_name("request_id"),
                 b.column_by_name("created_at"),
+                b.column_by_name("org_id"),
             ) else {
                 continue;
             };
             let ids = arrow::compute::cast(ids, &DataType::Utf8)?;
             let ids = ids.as_string::<i32>();
+            let orgs = arrow::compute::cast(orgs, &DataType::Utf8)?;
+            let orgs = orgs.as_string::<i32>();
             let created = created.as_primitive::<TimestampMicrosecondType>();
             for i in 0..b.num_rows() {
                 if ids.is_null(i) {
@@ -248,7 +261,7 @@ impl Storage {
                 if let Ok(id) = uuid::Uuid::parse_str(ids.value(i)) {
                     let c = created.value(i);
                     if c >= cutoff {
-                        dedup.seen.insert(id.as_u128(), c);
+                        dedup.seen.insert(dedup_key(orgs.value(i), id), c);
                     }
                 }
             }
@@ -267,7 +280,7 @@ impl Storage {
             let mut fresh = Vec::with_capacity(total);
             let mut reserved = Vec::with_capacity(total);
             for r in records {
-                let id = r.request_id.as_u128();
+                let id = dedup_key(&r.org_id, r.request_id);
                 if !in_batch.insert(id) || dedup.seen.contains_key(&id) {
                     continue;
                 }
@@ -352,6 +365,11 @@ impl Storage {
     /// Compacts small files now (OPTIMIZE, then VACUUM of files no snapshot needs).
     pub async fn compact(&self) -> Result<(), StorageError> {
         flush::compact(&self.inner).await
+    }
+
+    /// Deletes days older than `retention_days` now (the flusher also does this hourly).
+    pub async fn apply_retention(&self) -> Result<(), StorageError> {
+        flush::expire(&self.inner).await
     }
 
     /// Records acknowledged but not yet in the table.

@@ -278,3 +278,41 @@ async fn concurrent_appends_share_group_commits() {
     assert_exactly_once(&visible_ids(&s).await, &all);
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn request_ids_are_unique_per_org_not_globally() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = Storage::open(config(dir.path())).await.expect("open");
+    let a = record(0);
+    let mut b = a.clone();
+    b.org_id = "other-org".into();
+    let ack = s.append(vec![a.clone(), b.clone()]).await.expect("append");
+    assert_eq!((ack.accepted, ack.duplicates), (2, 0));
+    s.flush().await.expect("flush");
+    s.shutdown().await;
+    let s = Storage::open(config(dir.path())).await.expect("reopen");
+    let ack = s.append(vec![a, b]).await.expect("again");
+    assert_eq!((ack.accepted, ack.duplicates), (0, 2));
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn retention_deletes_old_days_only() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut cfg = config(dir.path());
+    cfg.retention_days = Some(3);
+    cfg.dedup_window_hours = 24 * 30;
+    let s = Storage::open(cfg).await.expect("open");
+    let mut old: Vec<_> = (0..5).map(record).collect();
+    for r in &mut old {
+        r.created_at = Utc::now() - Duration::days(10);
+        r.completed_at = r.created_at;
+    }
+    let recent: Vec<_> = (0..7).map(record).collect();
+    s.append(old).await.expect("append");
+    s.append(recent.clone()).await.expect("append");
+    s.flush().await.expect("flush");
+    s.apply_retention().await.expect("retention");
+    assert_exactly_once(&visible_ids(&s).await, &recent);
+    s.shutdown().await;
+}
