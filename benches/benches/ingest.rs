@@ -48,7 +48,7 @@ fn bench(c: &mut Criterion) {
                                 let mut body_gen = bodies.clone();
                                 tasks.push(tokio::spawn(async move {
                                     for _ in 0..per_task {
-                                        let body = body_gen.next();
+                                        let body = body_gen.next_body();
                                         let records = loupe_ingest::parse_native(
                                             &body,
                                             Some("application/x-ndjson"),

@@ -48,7 +48,7 @@ async fn load(
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(per_task);
             for _ in 0..per_task {
-                let body = bodies.next();
+                let body = bodies.next_body();
                 let t = Instant::now();
                 let records = loupe_ingest::parse_native(&body, Some("application/x-ndjson"), &ctx)
                     .expect("parse");

@@ -64,7 +64,7 @@ impl Bodies {
     }
 
     /// A body with fresh ids.
-    pub fn next(&mut self) -> Vec<u8> {
+    pub fn next_body(&mut self) -> Vec<u8> {
         let mut body = self.template.clone();
         const HEX: &[u8; 16] = b"0123456789abcdef";
         for &s in &self.slots {

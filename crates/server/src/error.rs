@@ -85,10 +85,10 @@ impl IntoResponse for ApiError {
             }
         }
         let mut resp = (status, axum::Json(json!({ "error": err }))).into_response();
-        if let Some(s) = self.retry_after_secs {
-            if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
+        if let Some(s) = self.retry_after_secs
+            && let Ok(v) = HeaderValue::from_str(&s.to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
         resp
     }

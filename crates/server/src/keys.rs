@@ -86,12 +86,15 @@ pub fn list_keys(path: &Path) -> Result<Vec<StoredKey>, String> {
     read(path)
 }
 
+/// (mtime, size, inode) of the key file.
+type FileVersion = (SystemTime, u64, u64);
+
 /// The server's view of the key file; re-read when the file changes (so `loupe keys create`
 /// takes effect without a restart).
 #[derive(Debug)]
 pub struct KeyStore {
     path: PathBuf,
-    state: RwLock<(Option<SystemTime>, HashMap<String, String>)>,
+    state: RwLock<(Option<FileVersion>, HashMap<String, String>)>,
 }
 
 impl KeyStore {
@@ -105,9 +108,12 @@ impl KeyStore {
     }
 
     fn reload_if_changed(&self) -> Result<(), String> {
-        let mtime = std::fs::metadata(&self.path)
-            .and_then(|m| m.modified())
-            .ok();
+        // Identify the file version by (mtime, size, inode): every write renames a new file into
+        // place, so the inode changes even when two writes share a timestamp.
+        let mtime = std::fs::metadata(&self.path).ok().and_then(|m| {
+            use std::os::unix::fs::MetadataExt;
+            m.modified().ok().map(|t| (t, m.len(), m.ino()))
+        });
         let current = self.state.read().map(|s| s.0).unwrap_or(None);
         if mtime == current && current.is_some() {
             return Ok(());

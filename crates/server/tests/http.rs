@@ -666,7 +666,6 @@ async fn over_disk_budget_answers_503_and_keeps_what_was_acked() {
 /// `created_at` is within `storage.dedup_window_hours` (48 h) of now, so a retried backfill of
 /// older records is stored twice. Ignored until the docs or the storage change.
 #[tokio::test]
-#[ignore = "known gap: ids older than storage.dedup_window_hours are not deduplicated"]
 async fn retried_backfill_of_old_records_is_stored_once() {
     let dir = tempfile::tempdir().expect("tmp");
     let srv = Loupe::start(dir.path(), &[], &[]);

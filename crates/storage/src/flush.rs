@@ -275,6 +275,54 @@ pub(crate) async fn recent_ids(
     Ok(df.collect().await?)
 }
 
+/// Dedup keys of `candidates` that the table already holds (partition-pruned by their days).
+pub(crate) async fn stored_keys(
+    table: &DeltaTable,
+    candidates: &[&loupe_model::RequestRecord],
+) -> Result<std::collections::HashSet<u128>, StorageError> {
+    use arrow::array::{Array, AsArray};
+    let mut days: Vec<i32> = candidates
+        .iter()
+        .map(|r| loupe_model::schema::day_of(r.created_at))
+        .collect();
+    days.sort_unstable();
+    days.dedup();
+    let ids: Vec<datafusion::logical_expr::Expr> = candidates
+        .iter()
+        .map(|r| lit(r.request_id.to_string()))
+        .collect();
+    let ctx = SessionContext::new();
+    table.update_datafusion_session(&ctx.state())?;
+    let provider = table.table_provider().await?;
+    let df = ctx
+        .read_table(provider)?
+        .filter(
+            col(PARTITION_COLUMN).in_list(
+                days.into_iter()
+                    .map(|d| lit(ScalarValue::Date32(Some(d))))
+                    .collect(),
+                false,
+            ),
+        )?
+        .filter(col("request_id").in_list(ids, false))?
+        .select_columns(&["request_id", "org_id"])?;
+    let mut out = std::collections::HashSet::new();
+    for b in df.collect().await? {
+        let ids = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)?;
+        let orgs = arrow::compute::cast(b.column(1), &arrow::datatypes::DataType::Utf8)?;
+        let (ids, orgs) = (ids.as_string::<i32>(), orgs.as_string::<i32>());
+        for i in 0..b.num_rows() {
+            if ids.is_null(i) || orgs.is_null(i) {
+                continue;
+            }
+            if let Ok(id) = uuid::Uuid::parse_str(ids.value(i)) {
+                out.insert(crate::dedup_key(orgs.value(i), id));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Delta log store for `s3://` tables: the default log store (commits are conditional puts, so no
 /// external lock is needed on stores that support `If-None-Match`), over our own S3 client.
 struct S3LogStoreFactory;
@@ -301,10 +349,10 @@ pub(crate) fn s3_store(url: &Url, cfg: S3Config) -> Result<Arc<dyn ObjectStore>,
     use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
     let registry = deltalake::logstore::logstore_factories();
     for scheme in ["s3://", "s3a://"] {
-        if let Ok(u) = Url::parse(scheme) {
-            if !registry.contains_key(&u) {
-                registry.insert(u, Arc::new(S3LogStoreFactory));
-            }
+        if let Ok(u) = Url::parse(scheme)
+            && !registry.contains_key(&u)
+        {
+            registry.insert(u, Arc::new(S3LogStoreFactory));
         }
     }
     let bucket = url

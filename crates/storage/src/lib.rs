@@ -236,12 +236,21 @@ impl Storage {
             .lock()
             .map_err(|_| lock_poisoned())?
             .cutoff();
-        let mut batches = snap.pending.clone();
+        // Pending records were ingested recently whatever their created_at: keep them all. Table
+        // rows created within the window are loaded; older ones are checked on demand.
+        let now = Utc::now().timestamp_micros();
+        let mut sources: Vec<(RecordBatch, bool)> =
+            snap.pending.iter().map(|b| (b.clone(), true)).collect();
         if let Some(table) = &snap.table {
-            batches.extend(flush::recent_ids(table, cutoff).await?);
+            sources.extend(
+                flush::recent_ids(table, cutoff)
+                    .await?
+                    .into_iter()
+                    .map(|b| (b, false)),
+            );
         }
         let mut dedup = self.inner.dedup.lock().map_err(|_| lock_poisoned())?;
-        for b in &batches {
+        for (b, pending) in &sources {
             let (Some(ids), Some(created), Some(orgs)) = (
                 b.column_by_name("request_id"),
                 b.column_by_name("created_at"),
@@ -255,13 +264,14 @@ impl Storage {
             let orgs = orgs.as_string::<i32>();
             let created = created.as_primitive::<TimestampMicrosecondType>();
             for i in 0..b.num_rows() {
-                if ids.is_null(i) {
+                if ids.is_null(i) || orgs.is_null(i) {
                     continue;
                 }
                 if let Ok(id) = uuid::Uuid::parse_str(ids.value(i)) {
                     let c = created.value(i);
-                    if c >= cutoff {
-                        dedup.seen.insert(dedup_key(orgs.value(i), id), c);
+                    let stamp = if *pending { c.max(now) } else { c };
+                    if stamp >= cutoff {
+                        dedup.seen.insert(dedup_key(orgs.value(i), id), stamp);
                     }
                 }
             }
@@ -272,27 +282,38 @@ impl Storage {
     /// Stores records durably; see [`EventSink::append`].
     pub async fn append(&self, records: Vec<RequestRecord>) -> Result<AppendAck, StorageError> {
         let total = records.len();
-        // Reserve ids first so two concurrent appends of the same id cannot both win.
-        let (fresh, reserved) = {
+        // Reserve ids first so two concurrent appends of the same id cannot both win. Every
+        // reserved id stays in the index for the dedup window after it was ingested.
+        let (mut fresh, reserved, old) = {
             let mut dedup = self.inner.dedup.lock().map_err(|_| lock_poisoned())?;
             let cutoff = dedup.cutoff();
+            let now = Utc::now().timestamp_micros();
             let mut in_batch = HashSet::new();
             let mut fresh = Vec::with_capacity(total);
             let mut reserved = Vec::with_capacity(total);
+            let mut old = Vec::new();
             for r in records {
                 let id = dedup_key(&r.org_id, r.request_id);
                 if !in_batch.insert(id) || dedup.seen.contains_key(&id) {
                     continue;
                 }
                 let created = r.created_at.timestamp_micros();
-                if created >= cutoff {
-                    dedup.seen.insert(id, created);
-                    reserved.push(id);
+                dedup.seen.insert(id, created.max(now));
+                reserved.push(id);
+                if created < cutoff {
+                    // Created before the window: the index may not know it, the table might.
+                    old.push(fresh.len());
                 }
                 fresh.push(r);
             }
-            (fresh, reserved)
+            (fresh, reserved, old)
         };
+        if !old.is_empty()
+            && let Err(e) = self.drop_stored(&mut fresh, &old).await
+        {
+            self.release(&reserved);
+            return Err(e);
+        }
         let duplicates = total - fresh.len();
         self.inner
             .stats
@@ -321,14 +342,37 @@ impl Storage {
                 })
             }
             Err(e) => {
-                if let Ok(mut dedup) = self.inner.dedup.lock() {
-                    for id in reserved {
-                        dedup.seen.remove(&id);
-                    }
-                }
+                self.release(&reserved);
                 Err(e)
             }
         }
+    }
+
+    /// Un-reserves ids of an append that failed, so a retry is accepted.
+    fn release(&self, reserved: &[u128]) {
+        if let Ok(mut dedup) = self.inner.dedup.lock() {
+            for id in reserved {
+                dedup.seen.remove(id);
+            }
+        }
+    }
+
+    /// Removes from `records` (at the indexes in `old`) those the table already holds.
+    async fn drop_stored(
+        &self,
+        records: &mut Vec<RequestRecord>,
+        old: &[usize],
+    ) -> Result<(), StorageError> {
+        let Some(table) = self.snapshot().table else {
+            return Ok(());
+        };
+        let candidates: Vec<&RequestRecord> = old.iter().map(|&i| &records[i]).collect();
+        let stored = flush::stored_keys(&table, &candidates).await?;
+        if stored.is_empty() {
+            return Ok(());
+        }
+        records.retain(|r| !stored.contains(&dedup_key(&r.org_id, r.request_id)));
+        Ok(())
     }
 
     async fn write_wal(&self, records: &[RequestRecord]) -> Result<(), StorageError> {

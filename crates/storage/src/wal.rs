@@ -144,6 +144,8 @@ pub fn read_segment(path: &Path, truncate: bool) -> io::Result<(Vec<RecoveredFra
 /// Called by the writer thread, in sequence order, for each durable batch before it is acked.
 pub type OnDurable = Box<dyn Fn(u64, Vec<RecordBatch>) + Send + 'static>;
 
+type Reply = oneshot::Sender<Result<u64, String>>;
+
 enum Cmd {
     Append {
         payload: Vec<u8>,
@@ -295,7 +297,7 @@ impl Writer {
     }
 
     fn run(&mut self, mut rx: mpsc::Receiver<Cmd>, on_durable: OnDurable) {
-        let mut group: Vec<(u64, RecordBatch, oneshot::Sender<Result<u64, String>>)> = Vec::new();
+        let mut group: Vec<(u64, RecordBatch, Reply)> = Vec::new();
         let mut buf: Vec<u8> = Vec::new();
         loop {
             let first = if self.opts.sync == SyncMode::Buffered && self.dirty_since.is_some() {

@@ -23,7 +23,11 @@ fn config(dir: &Path) -> StorageConfig {
 fn record(i: usize) -> RequestRecord {
     let mut r = RequestRecord::new(
         Uuid::new_v4(),
-        if i % 2 == 0 { "default" } else { "acme" },
+        if i.is_multiple_of(2) {
+            "default"
+        } else {
+            "acme"
+        },
         Utc::now() - Duration::minutes(i as i64),
     );
     r.model = "gpt-4o-mini".into();
@@ -314,5 +318,46 @@ async fn retention_deletes_old_days_only() {
     s.flush().await.expect("flush");
     s.apply_retention().await.expect("retention");
     assert_exactly_once(&visible_ids(&s).await, &recent);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn retried_old_records_are_stored_once_even_after_restart() {
+    // created_at long before the dedup window (a backfill): still exactly once.
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut old: Vec<_> = (0..20).map(record).collect();
+    for (i, r) in old.iter_mut().enumerate() {
+        r.created_at = Utc::now() - Duration::days(400 + i as i64);
+        r.completed_at = r.created_at;
+    }
+    let s = Storage::open(config(dir.path())).await.expect("open");
+    assert_eq!(s.append(old.clone()).await.expect("a").accepted, 20);
+    assert_eq!(
+        s.append(old.clone()).await.expect("b").duplicates,
+        20,
+        "from the index"
+    );
+    s.flush().await.expect("flush");
+    s.shutdown().await;
+    let s = Storage::open(config(dir.path())).await.expect("reopen");
+    let ack = s.append(old.clone()).await.expect("c");
+    assert_eq!(
+        (ack.accepted, ack.duplicates),
+        (0, 20),
+        "from the table after a restart"
+    );
+    // Unflushed old records are found after a crash too.
+    let mut more: Vec<_> = (0..5).map(record).collect();
+    for r in &mut more {
+        r.created_at = Utc::now() - Duration::days(300);
+        r.completed_at = r.created_at;
+    }
+    s.append(more.clone()).await.expect("d");
+    drop(s);
+    let s = Storage::open(config(dir.path())).await.expect("reopen2");
+    assert_eq!(s.append(more.clone()).await.expect("e").duplicates, 5);
+    let mut all = old;
+    all.extend(more);
+    assert_exactly_once(&visible_ids(&s).await, &all);
     s.shutdown().await;
 }

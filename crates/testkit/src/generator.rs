@@ -24,9 +24,11 @@ pub struct GenOptions {
     /// Records are spread over `[start, start + span)`.
     pub span: Duration,
     /// How many records the generator is for: record `i` of `count` is placed at about
-    /// `i / count` of the span's traffic, so `count` records cover the whole span. The iterator
-    /// yields exactly `count` records; [`Generator::next_record`] past that keeps going with
-    /// records at the last instant of the span.
+    /// `i / count` of the span's traffic, so `count` records cover the whole span in
+    /// nondecreasing `created_at` order. The iterator yields exactly `count` records. Set it to
+    /// the number you will generate: [`Generator::next_record`] and [`Generator::batch`] keep
+    /// going past it, but those extra records get random instants in the span (still in range,
+    /// still following the daily cycle) and are no longer sorted.
     pub count: u64,
     /// Organisations; the first is the busiest (Zipf-like). Empty means `["default"]`.
     pub orgs: Vec<String>,
@@ -275,7 +277,7 @@ impl Generator {
         self.index
     }
 
-    /// `n` more records.
+    /// `n` more records (see [`GenOptions::count`] for records past the count).
     pub fn batch(&mut self, n: usize) -> Vec<RequestRecord> {
         (0..n).map(|_| self.next_record()).collect()
     }
@@ -305,13 +307,15 @@ impl Generator {
         self.index += 1;
         let created_at = if i < self.opts.count {
             let q = (i as f64 + self.rng.f64()) / self.opts.count as f64;
-            self.timeline.at(q)
+            // Float rounding must never reorder records.
+            let t = self.timeline.at(q).max(self.last_created);
+            self.last_created = t;
+            t
         } else {
-            self.timeline.last()
+            // Past `count`: anywhere in the span (still with the daily cycle), unsorted.
+            let q = self.rng.f64();
+            self.timeline.at(q)
         };
-        // Float rounding must never reorder records.
-        let created_at = created_at.max(self.last_created);
-        self.last_created = created_at;
 
         let ctx = if self.rng.chance(SESSION_SHARE) {
             self.session_context()

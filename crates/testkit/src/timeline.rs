@@ -109,6 +109,7 @@ impl Timeline {
     }
 
     /// The last instant of the span.
+    #[cfg(test)]
     pub(crate) fn last(&self) -> DateTime<Utc> {
         self.start + TimeDelta::microseconds(self.span_us - 1)
     }

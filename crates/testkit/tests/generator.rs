@@ -81,11 +81,16 @@ fn iterator_batch_and_next_record_agree() {
     assert_eq!(g.next(), None);
     let all = generate(opts(3, 100));
     assert_eq!([first, rest].concat(), all);
-    // Past `count`, records keep coming, pinned to the end of the span.
-    let extra = g.next_record();
-    assert!(extra.created_at < t("2025-03-10T00:00:00Z"));
-    assert!(extra.created_at >= all[99].created_at);
-    assert_eq!(g.generated(), 101);
+    // Past `count`, records keep coming, anywhere in the span.
+    let extra = g.batch(200);
+    assert!(
+        extra
+            .iter()
+            .all(|r| r.created_at >= t("2025-03-03T00:00:00Z")
+                && r.created_at < t("2025-03-10T00:00:00Z"))
+    );
+    assert!(extra.iter().any(|r| r.created_at < all[50].created_at));
+    assert_eq!(g.generated(), 300);
 }
 
 #[test]
