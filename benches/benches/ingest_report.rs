@@ -132,6 +132,7 @@ async fn bytes_on_disk(out: &mut Vec<serde_json::Value>) {
         seed: 3,
         start: Utc::now() - chrono::Duration::days(7),
         span: chrono::Duration::days(7),
+        count: n as u64,
         ..GenOptions::default()
     };
     let dir = tempfile::tempdir().expect("tmp");

@@ -37,6 +37,7 @@ impl Bodies {
             seed: 42,
             start: Utc::now() - Duration::hours(1),
             span: Duration::minutes(50),
+            count: batch.max(1) as u64,
             ..GenOptions::default()
         };
         let mut g = Generator::new(opts, prices);
