@@ -117,6 +117,7 @@ fn sort_for_pruning(batch: &RecordBatch) -> Result<RecordBatch, StorageError> {
 
 /// Moves every pending batch up to the current WAL position into the table in one commit.
 pub(crate) async fn flush_once(inner: &Inner) -> Result<(), StorageError> {
+    let _writer = inner.table_writer.lock().await;
     let upto = inner.wal.rotate().await?;
     let (table, batches) = {
         let st = inner.state.read().map_err(|_| lock_poisoned())?;
@@ -189,6 +190,7 @@ pub(crate) async fn flush_once(inner: &Inner) -> Result<(), StorageError> {
 
 /// Bin-packs small files (OPTIMIZE) and removes files no recent snapshot references (VACUUM).
 pub(crate) async fn compact(inner: &Inner) -> Result<(), StorageError> {
+    let _writer = inner.table_writer.lock().await;
     let Some(table) = inner
         .state
         .read()
@@ -222,6 +224,7 @@ pub(crate) async fn compact(inner: &Inner) -> Result<(), StorageError> {
 
 /// Deletes whole days older than `retention_days`.
 pub(crate) async fn expire(inner: &Inner) -> Result<(), StorageError> {
+    let _writer = inner.table_writer.lock().await;
     let (Some(days), Some(table)) = (
         inner.cfg.retention_days,
         inner

@@ -98,6 +98,9 @@ pub(crate) struct Inner {
     pub(crate) stats: StorageStats,
     pub(crate) last_flush_error: Mutex<Option<String>>,
     pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
+    /// Serialises table writers in this process (flush, compaction, retention): concurrent
+    /// commits of one node would only conflict with each other.
+    pub(crate) table_writer: tokio::sync::Mutex<()>,
 }
 
 impl Inner {
@@ -208,6 +211,7 @@ impl Storage {
             stats: StorageStats::default(),
             last_flush_error: Mutex::new(None),
             shutdown,
+            table_writer: tokio::sync::Mutex::new(()),
         });
         let storage = Storage {
             inner,

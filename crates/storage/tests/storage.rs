@@ -361,3 +361,29 @@ async fn retried_old_records_are_stored_once_even_after_restart() {
     assert_exactly_once(&visible_ids(&s).await, &all);
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicit_flushes_racing_the_background_flusher_never_conflict() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut cfg = config(dir.path());
+    cfg.flush_interval_ms = 5;
+    cfg.flush_max_rows = 10;
+    let s = Storage::open(cfg).await.expect("open");
+    let mut all = Vec::new();
+    for round in 0..20 {
+        let recs: Vec<_> = (0..15).map(|i| record(round * 15 + i)).collect();
+        s.append(recs.clone()).await.expect("append");
+        all.extend(recs);
+        s.flush()
+            .await
+            .expect("explicit flush must not conflict with the background one");
+    }
+    assert_exactly_once(&visible_ids(&s).await, &all);
+    assert_eq!(
+        s.stats()
+            .flush_errors
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    s.shutdown().await;
+}
