@@ -1,0 +1,1 @@
+requests | where stream == true and cache_hit != false and ttft_ms != null

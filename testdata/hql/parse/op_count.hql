@@ -1,0 +1,1 @@
+requests | where status >= 500 | count

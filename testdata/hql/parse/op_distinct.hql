@@ -1,0 +1,1 @@
+requests | distinct model, provider, env = properties.Environment

@@ -1,0 +1,1 @@
+requests | order by created_at asc

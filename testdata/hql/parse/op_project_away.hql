@@ -1,0 +1,1 @@
+requests | project-away request_body, response_body, `org_id`

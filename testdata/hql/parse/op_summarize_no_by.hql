@@ -1,0 +1,1 @@
+requests | summarize total = sum(total_tokens), n = count()

@@ -1,0 +1,1 @@
+requests | take 100 | limit 0

@@ -1,0 +1,1 @@
+requests | where status >= 400 && cache_hit

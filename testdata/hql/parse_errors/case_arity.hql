@@ -1,0 +1,1 @@
+requests | extend speed = case(latency_ms < 500, "fast")

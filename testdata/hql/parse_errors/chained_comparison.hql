@@ -1,0 +1,1 @@
+requests | where 200 <= status < 300

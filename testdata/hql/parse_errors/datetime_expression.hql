@@ -1,0 +1,1 @@
+requests | where created_at > datetime(now())

@@ -1,0 +1,1 @@
+requests | where status >= 400 || model == "x"

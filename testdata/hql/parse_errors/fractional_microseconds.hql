@@ -1,0 +1,1 @@
+requests | extend d = 0.5us

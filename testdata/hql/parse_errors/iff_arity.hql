@@ -1,0 +1,1 @@
+requests | extend slow = iff(latency_ms > 1000, "slow")

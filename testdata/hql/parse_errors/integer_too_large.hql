@@ -1,0 +1,1 @@
+requests | where total_tokens > 99999999999999999999

@@ -1,0 +1,1 @@
+requests | where created_at > datetime(2026-02-30)

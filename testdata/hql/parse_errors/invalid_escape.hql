@@ -1,0 +1,1 @@
+requests | where error_message contains "\d+"

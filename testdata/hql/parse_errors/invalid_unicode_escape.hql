@@ -1,0 +1,1 @@
+requests | where model == "\u{110000}"

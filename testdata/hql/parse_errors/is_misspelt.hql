@@ -1,0 +1,1 @@
+requests | where ttft_ms is nul

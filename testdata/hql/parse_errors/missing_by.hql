@@ -1,0 +1,1 @@
+requests | top 10 cost_usd

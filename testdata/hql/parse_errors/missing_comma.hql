@@ -1,0 +1,1 @@
+requests | summarize count() by model day = bin(created_at, 1d)

@@ -1,0 +1,1 @@
+requests | sort bye cost_usd

@@ -1,0 +1,1 @@
+requests | where model == “gpt-4o”

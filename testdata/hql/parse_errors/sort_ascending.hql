@@ -1,0 +1,1 @@
+requests | sort by cost_usd ascending

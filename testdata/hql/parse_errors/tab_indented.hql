@@ -1,0 +1,2 @@
+requests
+	| where	status >=	"x" "y"

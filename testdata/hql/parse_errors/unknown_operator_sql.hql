@@ -1,0 +1,1 @@
+requests | select model, cost_usd

@@ -1,0 +1,1 @@
+requests | WHERE status >= 400

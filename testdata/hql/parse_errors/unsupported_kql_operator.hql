@@ -1,0 +1,1 @@
+requests | join (spans) on trace_id

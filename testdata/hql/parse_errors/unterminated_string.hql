@@ -1,0 +1,3 @@
+requests
+| where model == "gpt-4o
+| take 5
