@@ -1,0 +1,3 @@
+requests
+| where status == 200
+| count

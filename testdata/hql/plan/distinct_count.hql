@@ -1,0 +1,3 @@
+requests
+| distinct model, provider
+| count

@@ -1,0 +1,2 @@
+requests
+| summarize by model, tolower(provider)

@@ -1,0 +1,1 @@
+requests | extend total = sum(cost_usd)

@@ -1,0 +1,1 @@
+requests | where count() > 10

@@ -1,0 +1,1 @@
+requests | summarize sum(count())

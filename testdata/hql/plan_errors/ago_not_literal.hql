@@ -1,0 +1,1 @@
+requests | where created_at > ago(latency_ms)

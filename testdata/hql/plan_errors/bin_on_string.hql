@@ -1,0 +1,1 @@
+requests | summarize count() by bin(model, 1h)

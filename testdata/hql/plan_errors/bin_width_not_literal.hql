@@ -1,0 +1,1 @@
+requests | summarize count() by bin(created_at, latency_ms)

@@ -1,0 +1,1 @@
+requests | extend x = iff(status == 200, "ok", 1)

@@ -1,0 +1,1 @@
+requests | summarize sum(latency_ms) / latency_ms

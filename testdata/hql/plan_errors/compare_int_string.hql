@@ -1,0 +1,1 @@
+requests | where status > "abc"

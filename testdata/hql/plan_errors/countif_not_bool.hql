@@ -1,0 +1,1 @@
+requests | summarize countif(latency_ms)

@@ -1,0 +1,1 @@
+requests | where created_at > "2025-01-01"

@@ -1,0 +1,1 @@
+requests | project model, m = provider, m = path

@@ -1,0 +1,1 @@
+requests | summarize count(), count() by model

@@ -1,0 +1,1 @@
+requests | where status =~ 200

@@ -1,0 +1,1 @@
+requests | where status in (200, "x")

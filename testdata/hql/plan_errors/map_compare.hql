@@ -1,0 +1,1 @@
+requests | where properties == "x"

@@ -1,0 +1,1 @@
+requests | where not model

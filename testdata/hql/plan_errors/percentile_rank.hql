@@ -1,0 +1,1 @@
+requests | summarize percentile(latency_ms, 150)

@@ -1,0 +1,1 @@
+requests | project model | project-away model

@@ -1,0 +1,1 @@
+requests | where model.name == "x"

@@ -1,0 +1,1 @@
+requests | sort by properties

@@ -1,0 +1,1 @@
+requests | extend x = model + "x"

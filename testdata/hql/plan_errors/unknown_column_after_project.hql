@@ -1,0 +1,3 @@
+requests
+| project model, status
+| where latency_ms > 100

@@ -1,0 +1,3 @@
+requests
+| summarize n = count() by model
+| sort by cost_usd

@@ -1,0 +1,1 @@
+requests | summarize avg(latency) by model

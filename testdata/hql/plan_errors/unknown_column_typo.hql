@@ -1,0 +1,1 @@
+requests | where modle == "gpt-4o"

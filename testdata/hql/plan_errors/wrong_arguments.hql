@@ -1,0 +1,1 @@
+requests | extend x = round(cost_usd, 2, 3)

@@ -1,0 +1,1 @@
+requests | where created_at > now(1d)
