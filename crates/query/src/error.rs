@@ -10,6 +10,14 @@ pub enum QueryError {
     Arrow(#[from] datafusion::arrow::error::ArrowError),
     #[error("storage: {0}")]
     Storage(String),
+    #[error("{}", .0.message)]
+    Hql(loupe_hql_plan::HqlError),
+    #[error("the query ran longer than {}s (query.timeout_secs): narrow the time range, add filters or summarize", .0.as_secs())]
+    Timeout(std::time::Duration),
+    #[error(
+        "the result has more than {0} rows (query.max_rows): add `take N`, a narrower `where`, or `summarize`"
+    )]
+    TooManyRows(usize),
 }
 
 impl QueryError {
@@ -18,7 +26,24 @@ impl QueryError {
             QueryError::DataFusion(datafusion::error::DataFusionError::ResourcesExhausted(_)) => {
                 ErrorKind::Unprocessable
             }
+            QueryError::Hql(e) => e.kind(),
+            QueryError::Timeout(_) | QueryError::TooManyRows(_) => ErrorKind::Unprocessable,
             _ => ErrorKind::Internal,
+        }
+    }
+}
+
+impl QueryError {
+    /// Stable code for JSON error bodies.
+    pub fn code(&self) -> &'static str {
+        match self {
+            QueryError::Hql(e) => e.code,
+            QueryError::Timeout(_) => "hql.timeout",
+            QueryError::TooManyRows(_) => "hql.too_many_rows",
+            QueryError::DataFusion(datafusion::error::DataFusionError::ResourcesExhausted(_)) => {
+                "hql.out_of_memory"
+            }
+            _ => self.kind().code(),
         }
     }
 }

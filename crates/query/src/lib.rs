@@ -6,6 +6,8 @@
 //! (axum), ingest, gateway or server.
 
 pub mod error;
+pub mod format;
+mod hql;
 mod requests_table;
 
 use std::sync::Arc;
@@ -17,15 +19,19 @@ use datafusion::prelude::{DataFrame, SessionConfig, SessionContext, col, lit};
 use loupe_storage::Storage;
 
 pub use error::QueryError;
+pub use hql::{HqlLimits, HqlOutput, HqlStats};
 pub use requests_table::RequestsTable;
 
 /// Limits applied to every query.
 #[derive(Debug, Clone)]
 pub struct QueryLimits {
-    /// Memory DataFusion may use per query before spilling / failing.
+    /// Memory DataFusion may use per query; past it the query fails with 422.
     pub memory_bytes: usize,
     /// Threads per query.
     pub target_partitions: usize,
+    /// Queries running at once; more wait their turn (so queries never starve ingest).
+    pub max_concurrent: usize,
+    pub hql: HqlLimits,
 }
 
 impl Default for QueryLimits {
@@ -33,8 +39,18 @@ impl Default for QueryLimits {
         QueryLimits {
             memory_bytes: 1 << 30,
             target_partitions: 2,
+            max_concurrent: 2,
+            hql: HqlLimits::default(),
         }
     }
+}
+
+/// Logical and physical plan text of a query.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Explain {
+    pub logical: String,
+    pub optimized: String,
+    pub physical: String,
 }
 
 /// Builds per-query DataFusion sessions over the current storage snapshot.
@@ -42,11 +58,54 @@ impl Default for QueryLimits {
 pub struct QueryEngine {
     storage: Storage,
     limits: QueryLimits,
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl QueryEngine {
     pub fn new(storage: Storage, limits: QueryLimits) -> Self {
-        QueryEngine { storage, limits }
+        let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent.max(1)));
+        QueryEngine {
+            storage,
+            limits,
+            permits,
+        }
+    }
+
+    pub fn limits(&self) -> &QueryLimits {
+        &self.limits
+    }
+
+    /// Runs an HQL query for `org_id` under the engine's limits.
+    pub async fn hql(&self, org_id: &str, src: &str) -> Result<HqlOutput, QueryError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| QueryError::Storage("query engine closed".into()))?;
+        let start = std::time::Instant::now();
+        let ctx = self.session().await?;
+        let memtable_rows = self.storage.pending_rows();
+        let catalog = hql::catalog(&ctx).await?;
+        let plan = hql::compile(src, &catalog, org_id, Some(self.limits.hql.max_rows))?;
+        let compile_ms = start.elapsed().as_secs_f64() * 1e3;
+        hql::execute(&ctx, plan, self.limits.hql, compile_ms, memtable_rows).await
+    }
+
+    /// The plans of an HQL query, without running it.
+    pub async fn explain(&self, org_id: &str, src: &str) -> Result<Explain, QueryError> {
+        let ctx = self.session().await?;
+        let catalog = hql::catalog(&ctx).await?;
+        let plan = hql::compile(src, &catalog, org_id, None)?;
+        let state = ctx.state();
+        let optimized = state.optimize(&plan)?;
+        let physical = state.create_physical_plan(&plan).await?;
+        Ok(Explain {
+            logical: plan.display_indent().to_string(),
+            optimized: optimized.display_indent().to_string(),
+            physical: datafusion::physical_plan::displayable(physical.as_ref())
+                .indent(true)
+                .to_string(),
+        })
     }
 
     /// A fresh session with the `requests` table registered from a consistent snapshot.

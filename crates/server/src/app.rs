@@ -19,6 +19,7 @@ use crate::keys::KeyStore;
 /// Everything handlers share. No globals: this is passed to the router as state.
 pub struct AppState {
     pub storage: Storage,
+    pub query: loupe_query::QueryEngine,
     pub prices: Arc<PriceTable>,
     pub keys: KeyStore,
     pub limits: IngestLimits,
@@ -32,7 +33,9 @@ pub fn router(state: Shared) -> Router {
     let mut r = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .route("/v1/ingest", post(ingest_native));
+        .route("/v1/ingest", post(ingest_native))
+        .route("/v1/hql", post(hql))
+        .route("/v1/hql/explain", post(hql_explain));
     for route in HeliconeRoute::ALL {
         r = r.route(
             route.path(),
@@ -182,4 +185,76 @@ async fn helicone_log(
         json!({ "accepted": ack.accepted, "duplicates": ack.duplicates, "request_id": id }),
     )
     .into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HqlRequest {
+    query: String,
+    #[serde(default)]
+    format: HqlFormat,
+}
+
+#[derive(serde::Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum HqlFormat {
+    #[default]
+    Json,
+    Csv,
+    Arrow,
+}
+
+async fn hql_request(
+    st: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(String, HqlRequest), ApiError> {
+    let org = authenticate(st, headers)?;
+    let bytes = read_body(st, body).await?;
+    let req: HqlRequest = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "the body must be JSON {{\"query\": \"requests | take 10\", \"format\": \"json\"|\"csv\"|\"arrow\"}}: {e}"
+            ),
+        )
+    })?;
+    Ok((org, req))
+}
+
+async fn hql(
+    State(st): State<Shared>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (org, req) = hql_request(&st, &headers, body).await?;
+    let out = st.query.hql(&org, &req.query).await?;
+    use loupe_query::format;
+    Ok(match req.format {
+        HqlFormat::Json => {
+            let mut v = format::to_json(&out.schema, &out.batches)?;
+            v["stats"] = serde_json::to_value(&out.stats).unwrap_or_default();
+            axum::Json(v).into_response()
+        }
+        HqlFormat::Csv => (
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            format::to_csv(&out.schema, &out.batches)?,
+        )
+            .into_response(),
+        HqlFormat::Arrow => (
+            [(header::CONTENT_TYPE, "application/vnd.apache.arrow.stream")],
+            format::to_arrow(&out.schema, &out.batches)?,
+        )
+            .into_response(),
+    })
+}
+
+async fn hql_explain(
+    State(st): State<Shared>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (org, req) = hql_request(&st, &headers, body).await?;
+    let explain = st.query.explain(&org, &req.query).await?;
+    Ok(axum::Json(explain).into_response())
 }

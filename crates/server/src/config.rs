@@ -18,6 +18,45 @@ pub struct Config {
     pub ingest: IngestLimits,
     pub prices: PricesConfig,
     pub auth: AuthConfig,
+    pub query: QueryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryConfig {
+    /// A query running longer than this is cancelled (422 `hql.timeout`).
+    pub timeout_secs: u64,
+    /// A result with more rows than this is refused (422 `hql.too_many_rows`).
+    pub max_rows: usize,
+    /// Memory one query may use (422 `hql.out_of_memory` past it).
+    pub memory_bytes: usize,
+    /// Queries executing at once; others wait. Keeps CPU for ingest.
+    pub max_concurrent: usize,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig {
+            timeout_secs: 30,
+            max_rows: 100_000,
+            memory_bytes: 1 << 30,
+            max_concurrent: 2,
+        }
+    }
+}
+
+impl QueryConfig {
+    pub fn limits(&self) -> loupe_query::QueryLimits {
+        loupe_query::QueryLimits {
+            memory_bytes: self.memory_bytes,
+            target_partitions: 2,
+            max_concurrent: self.max_concurrent,
+            hql: loupe_query::HqlLimits {
+                max_rows: self.max_rows,
+                timeout: std::time::Duration::from_secs(self.timeout_secs.max(1)),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -9,6 +9,8 @@ use serde_json::{Value, json};
 #[derive(Debug)]
 pub struct ApiError {
     pub kind: ErrorKind,
+    /// A more specific code than the kind's (e.g. `hql.unknown_column`).
+    pub code: Option<&'static str>,
     pub message: String,
     /// Extra fields merged into the `error` object (e.g. `problems`).
     pub details: Option<Value>,
@@ -35,6 +37,7 @@ impl ApiError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         ApiError {
             kind,
+            code: None,
             message: message.into(),
             details: None,
             retry_after_secs: None,
@@ -52,6 +55,7 @@ impl From<SinkError> for ApiError {
             SinkError::Failed(_) => None,
         };
         ApiError {
+            code: None,
             kind: e.kind(),
             message: e.to_string(),
             details: None,
@@ -64,6 +68,7 @@ impl From<loupe_ingest::IngestError> for ApiError {
     fn from(e: loupe_ingest::IngestError) -> Self {
         let details = serde_json::to_value(&e).ok();
         ApiError {
+            code: None,
             kind: e.kind(),
             message: e.to_string(),
             details,
@@ -78,7 +83,8 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), message = %self.message, "request failed");
         }
-        let mut err = json!({ "code": self.kind.code(), "message": self.message });
+        let code = self.code.unwrap_or(self.kind.code());
+        let mut err = json!({ "code": code, "message": self.message });
         if let (Some(Value::Object(extra)), Some(obj)) = (self.details, err.as_object_mut()) {
             for (k, v) in extra {
                 obj.entry(k).or_insert(v);
@@ -91,5 +97,21 @@ impl IntoResponse for ApiError {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
         resp
+    }
+}
+
+impl From<loupe_query::QueryError> for ApiError {
+    fn from(e: loupe_query::QueryError) -> Self {
+        let details = match &e {
+            loupe_query::QueryError::Hql(h) => serde_json::to_value(h).ok(),
+            _ => None,
+        };
+        ApiError {
+            kind: e.kind(),
+            code: Some(e.code()),
+            message: e.to_string(),
+            details,
+            retry_after_secs: None,
+        }
     }
 }

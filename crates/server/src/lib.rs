@@ -3,6 +3,7 @@
 //! [`error::status_of`]); it may depend on every other Loupe crate, and none may depend on it.
 
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod keys;
@@ -43,8 +44,10 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     let storage = Storage::open(cfg.storage.clone())
         .await
         .map_err(|e| format!("cannot open storage: {e}"))?;
+    let query = loupe_query::QueryEngine::new(storage.clone(), cfg.query.limits());
     let state = Arc::new(app::AppState {
         storage: storage.clone(),
+        query,
         prices,
         keys,
         limits: cfg.ingest,

@@ -33,6 +33,22 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Run an HQL query against a running server and print the result.
+    Query {
+        /// The HQL query, e.g. 'requests | summarize cost = sum(cost_usd) by model'.
+        query: String,
+        /// Server URL (default: the configured listen address).
+        #[arg(long)]
+        server: Option<String>,
+        /// API key (or env LOUPE_API_KEY); needed once keys exist.
+        #[arg(long, env = "LOUPE_API_KEY")]
+        key: Option<String>,
+        /// Output: table (default), csv or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Manage API keys.
     Keys {
         #[command(subcommand)]
@@ -89,6 +105,26 @@ fn run(cli: Cli) -> Result<(), String> {
                 .build()
                 .map_err(|e| format!("cannot start runtime: {e}"))?;
             rt.block_on(loupe_server::serve(cfg))
+        }
+        Command::Query {
+            query,
+            server,
+            key,
+            format,
+            config,
+        } => {
+            let cfg = load(config, Overrides::default())?;
+            let server = server.unwrap_or_else(|| format!("http://{}", cfg.server.listen));
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start runtime: {e}"))?;
+            rt.block_on(loupe_server::cli::query(
+                &server,
+                key.as_deref(),
+                &query,
+                &format,
+            ))
         }
         Command::Keys {
             command:
