@@ -82,10 +82,11 @@ pub(crate) fn compile(
     catalog: &dyn Catalog,
     org_id: &str,
     max_rows: Option<usize>,
+    now_micros: i64,
 ) -> Result<LogicalPlan, QueryError> {
     let opts = PlanOptions {
         org_id: org_id.to_string(),
-        now_micros: chrono::Utc::now().timestamp_micros(),
+        now_micros,
     };
     let plan = loupe_hql_plan::compile(src, catalog, &opts).map_err(QueryError::Hql)?;
     match max_rows {

@@ -77,6 +77,17 @@ impl QueryEngine {
 
     /// Runs an HQL query for `org_id` under the engine's limits.
     pub async fn hql(&self, org_id: &str, src: &str) -> Result<HqlOutput, QueryError> {
+        self.hql_at(org_id, src, chrono::Utc::now().timestamp_micros())
+            .await
+    }
+
+    /// [`hql`](Self::hql) with `now()`/`ago()` evaluated at `now_micros` (reproducible tests).
+    pub async fn hql_at(
+        &self,
+        org_id: &str,
+        src: &str,
+        now_micros: i64,
+    ) -> Result<HqlOutput, QueryError> {
         let _permit = self
             .permits
             .acquire()
@@ -86,7 +97,13 @@ impl QueryEngine {
         let ctx = self.session().await?;
         let memtable_rows = self.storage.pending_rows();
         let catalog = hql::catalog(&ctx).await?;
-        let plan = hql::compile(src, &catalog, org_id, Some(self.limits.hql.max_rows))?;
+        let plan = hql::compile(
+            src,
+            &catalog,
+            org_id,
+            Some(self.limits.hql.max_rows),
+            now_micros,
+        )?;
         let compile_ms = start.elapsed().as_secs_f64() * 1e3;
         hql::execute(&ctx, plan, self.limits.hql, compile_ms, memtable_rows).await
     }
@@ -95,7 +112,13 @@ impl QueryEngine {
     pub async fn explain(&self, org_id: &str, src: &str) -> Result<Explain, QueryError> {
         let ctx = self.session().await?;
         let catalog = hql::catalog(&ctx).await?;
-        let plan = hql::compile(src, &catalog, org_id, None)?;
+        let plan = hql::compile(
+            src,
+            &catalog,
+            org_id,
+            None,
+            chrono::Utc::now().timestamp_micros(),
+        )?;
         let state = ctx.state();
         let optimized = state.optimize(&plan)?;
         let physical = state.create_physical_plan(&plan).await?;

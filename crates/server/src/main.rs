@@ -100,7 +100,9 @@ fn run(cli: Cli) -> Result<(), String> {
             data_dir,
         } => {
             let cfg = load(config, Overrides { listen, data_dir })?;
+            // Query planning and execution recurse deeply on large plans: 8 MiB stacks.
             let rt = tokio::runtime::Builder::new_multi_thread()
+                .thread_stack_size(8 << 20)
                 .enable_all()
                 .build()
                 .map_err(|e| format!("cannot start runtime: {e}"))?;
