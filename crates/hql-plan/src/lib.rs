@@ -27,6 +27,24 @@ pub trait Catalog {
     fn table_names(&self) -> Vec<String>;
 }
 
+/// A [`Catalog`] over a fixed list of named tables.
+#[derive(Default)]
+pub struct TableList {
+    pub tables: Vec<(String, Arc<dyn TableSource>)>,
+}
+
+impl Catalog for TableList {
+    fn table(&self, name: &str) -> Option<Arc<dyn TableSource>> {
+        self.tables
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t.clone())
+    }
+    fn table_names(&self) -> Vec<String> {
+        self.tables.iter().map(|(n, _)| n.clone()).collect()
+    }
+}
+
 /// What a plan depends on besides the query.
 #[derive(Debug, Clone)]
 pub struct PlanOptions {

@@ -7,7 +7,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::datasource::provider_as_source;
 use datafusion::execution::context::SessionContext;
-use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder, TableSource};
+use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use loupe_hql_plan::{Catalog, PlanOptions};
 use serde::Serialize;
@@ -51,22 +51,6 @@ pub struct HqlStats {
 }
 
 /// The `requests` table (and, later, others) as HQL sees them.
-struct SessionCatalog {
-    tables: Vec<(String, Arc<dyn TableSource>)>,
-}
-
-impl Catalog for SessionCatalog {
-    fn table(&self, name: &str) -> Option<Arc<dyn TableSource>> {
-        self.tables
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, t)| t.clone())
-    }
-    fn table_names(&self) -> Vec<String> {
-        self.tables.iter().map(|(n, _)| n.clone()).collect()
-    }
-}
-
 pub(crate) async fn catalog(ctx: &SessionContext) -> Result<impl Catalog, QueryError> {
     let mut tables = Vec::new();
     for name in ["requests"] {
@@ -74,7 +58,7 @@ pub(crate) async fn catalog(ctx: &SessionContext) -> Result<impl Catalog, QueryE
             tables.push((name.to_string(), provider_as_source(t)));
         }
     }
-    Ok(SessionCatalog { tables })
+    Ok(loupe_hql_plan::TableList { tables })
 }
 
 pub(crate) fn compile(

@@ -9,9 +9,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::datasource::{MemTable, provider_as_source};
-use datafusion::logical_expr::{LogicalPlan, TableSource};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
-use loupe_hql_plan::{Catalog, PlanOptions};
+use loupe_hql_plan::PlanOptions;
 use loupe_model::{PriceTable, RequestRecord, records_to_batch, requests_schema};
 use loupe_testkit::{GenOptions, Generator};
 
@@ -20,21 +20,7 @@ pub const NOW_MICROS: i64 = 1_735_905_600_000_000;
 pub const ORG: &str = "org_a";
 pub const OTHER_ORG: &str = "org_b";
 
-pub struct TestCatalog {
-    pub tables: Vec<(String, Arc<dyn TableSource>)>,
-}
-
-impl Catalog for TestCatalog {
-    fn table(&self, name: &str) -> Option<Arc<dyn TableSource>> {
-        self.tables
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, t)| t.clone())
-    }
-    fn table_names(&self) -> Vec<String> {
-        self.tables.iter().map(|(n, _)| n.clone()).collect()
-    }
-}
+pub type TestCatalog = loupe_hql_plan::TableList;
 
 pub fn opts() -> PlanOptions {
     PlanOptions {
