@@ -139,8 +139,10 @@ pub(crate) async fn flush_once(inner: &Inner) -> Result<(), StorageError> {
         Some(t) => t,
         None => table_builder(&inner.table_url, inner.backend.clone())?.build()?,
     };
-    // A previous attempt may have committed even though it reported an error: ask the log.
-    let already = if table.version().is_some() {
+    // A failed previous attempt may have committed even though it reported an error: then ask
+    // the log (reading the table state costs a log replay, so only after a failure).
+    let retrying = inner.flush_failed.swap(true, Ordering::SeqCst);
+    let already = if retrying && table.version().is_some() {
         table.update_state().await?;
         table
             .snapshot()?
@@ -175,6 +177,7 @@ pub(crate) async fn flush_once(inner: &Inner) -> Result<(), StorageError> {
         st.pending = keep;
         st.pending_rows = st.pending_rows.saturating_sub(removed);
     }
+    inner.flush_failed.store(false, Ordering::SeqCst);
     inner.wal.truncate_through(upto)?;
     inner.stats.flushes.fetch_add(1, Ordering::Relaxed);
     inner

@@ -101,6 +101,8 @@ pub(crate) struct Inner {
     /// Serialises table writers in this process (flush, compaction, retention): concurrent
     /// commits of one node would only conflict with each other.
     pub(crate) table_writer: tokio::sync::Mutex<()>,
+    /// The last flush attempt failed (its commit may still have landed).
+    pub(crate) flush_failed: std::sync::atomic::AtomicBool,
 }
 
 impl Inner {
@@ -212,6 +214,7 @@ impl Storage {
             last_flush_error: Mutex::new(None),
             shutdown,
             table_writer: tokio::sync::Mutex::new(()),
+            flush_failed: std::sync::atomic::AtomicBool::new(false),
         });
         let storage = Storage {
             inner,
