@@ -112,6 +112,7 @@ struct Parsed<'a> {
     status: i32,
     resp_json: Option<&'a Value>,
     text_body: Option<&'a str>,
+    resp_headers: Option<&'a Map<String, Value>>,
     start_us: i64,
     end_us: i64,
     ttft_ms: Option<i64>,
@@ -214,6 +215,7 @@ impl Validator<'_, '_> {
             Some(resp) => self.response(resp),
             None => (None, None, None),
         };
+        let resp_headers = resp.and_then(|r| r.get("headers")).and_then(Value::as_object);
         let times = timing.and_then(|t| self.timing(t));
 
         let meta = meta?;
@@ -239,6 +241,7 @@ impl Validator<'_, '_> {
             status: status?,
             resp_json,
             text_body,
+            resp_headers,
             start_us,
             end_us,
             ttft_ms,
@@ -467,11 +470,11 @@ impl Validator<'_, '_> {
             },
         };
         match resp.get("headers") {
-            // The worker's `typeof headers === "object"` accepts null; the headers are not stored.
+            // The worker's `typeof headers === "object"` accepts null. Rate-limit headers are kept.
             Some(Value::Object(_)) | Some(Value::Null) => {}
             None => self.report(
                 "providerResponse.headers",
-                "missing; expected an object of the provider's response headers (may be {}; they are not stored)",
+                "missing; expected an object of the provider's response headers (may be {}; only rate-limit headers, retry-after and the request id are kept)",
             ),
             Some(other) => self.report(
                 "providerResponse.headers",
@@ -865,6 +868,14 @@ fn build(p: Parsed<'_>, route: HeliconeRoute, ctx: &IngestContext) -> RequestRec
     r.session_path = meta.get("session-path").map(str::to_owned);
     r.session_name = meta.get("session-name").map(str::to_owned);
     r.properties = meta.properties.clone();
+    if let Some(h) = p.resp_headers {
+        for (k, v) in h {
+            let name = k.to_ascii_lowercase();
+            if let (true, Some(v)) = (loupe_model::keep_upstream_header(&name), v.as_str()) {
+                r.upstream_headers.insert(name, v.to_owned());
+            }
+        }
+    }
     r.request_body = if meta.flag("omit-request") {
         None
     } else {

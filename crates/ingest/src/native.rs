@@ -45,6 +45,7 @@ const FIELDS: &[&str] = &[
     "stream",
     "trace_id",
     "span_id",
+    "upstream_headers",
     "request_body",
     "response_body",
 ];
@@ -618,7 +619,8 @@ fn record(
     let session_id = r.string("session_id");
     let session_path = r.string("session_path");
     let session_name = r.string("session_name");
-    let properties = properties(&mut r);
+    let properties = string_map(&mut r, "properties");
+    let upstream_headers = string_map(&mut r, "upstream_headers");
     let cache_hit = r.boolean("cache_hit");
     let stream = r.boolean("stream");
     let trace_id = hex_id(&mut r, "trace_id", 32);
@@ -742,6 +744,7 @@ fn record(
     rec.stream = stream.ok().flatten().unwrap_or(false);
     rec.trace_id = trace_id.ok().flatten();
     rec.span_id = span_id.ok().flatten();
+    rec.upstream_headers = upstream_headers.ok().flatten().unwrap_or_default();
     rec.request_body = request_body.ok().flatten();
     rec.response_body = response_body.ok().flatten();
     Some(finish_record(rec, ctx))
@@ -805,40 +808,46 @@ fn derive_timing(
     }
 }
 
-fn properties(r: &mut Reader<'_, '_>) -> Got<BTreeMap<String, String>> {
-    let Some(v) = r.value("properties") else {
+/// A string → string map field (`properties`, `upstream_headers`), bounded by the property limits.
+fn string_map(r: &mut Reader<'_, '_>, field: &str) -> Got<BTreeMap<String, String>> {
+    let (noun, nouns) = if field == "properties" {
+        ("property", "properties")
+    } else {
+        ("header", "headers")
+    };
+    let Some(v) = r.value(field) else {
         return Ok(None);
     };
     let Value::Object(map) = v else {
         return Err(r.report(
-            "properties",
+            field,
             format!("expected an object of string values, found {}", describe(v)),
         ));
     };
     let limits = r.ctx.limits;
     if map.len() > limits.max_properties {
         return Err(r.report(
-            "properties",
+            field,
             format!(
-                "{} properties; at most {} are allowed per record (ingest.max_properties)",
+                "{} {nouns}; at most {} are allowed per record (ingest.max_properties)",
                 map.len(),
                 limits.max_properties
             ),
         ));
     }
-    let base = r.loc.field("properties");
+    let base = r.loc.field(field);
     let mut out = BTreeMap::new();
     let mut ok = true;
     for (k, v) in map {
         let path = join_key(&base, k);
         if k.is_empty() {
-            r.report_at(path, "property names must not be empty");
+            r.report_at(path, format!("{noun} names must not be empty"));
             ok = false;
         } else if k.len() > limits.max_property_key_len {
             r.report_at(
                 path,
                 format!(
-                    "the property name is {} bytes; at most {} are allowed (ingest.max_property_key_len)",
+                    "the {noun} name is {} bytes; at most {} are allowed (ingest.max_property_key_len)",
                     k.len(),
                     limits.max_property_key_len
                 ),
@@ -864,7 +873,7 @@ fn properties(r: &mut Reader<'_, '_>) -> Got<BTreeMap<String, String>> {
                 r.report_at(
                     join_key(&base, k),
                     format!(
-                        "property {} must be a string, found {}; send numbers and booleans as strings",
+                        "{noun} {} must be a string, found {}; send numbers and booleans as strings",
                         json::quote_short(k),
                         describe(other)
                     ),

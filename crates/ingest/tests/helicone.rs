@@ -680,3 +680,30 @@ fn bodies_are_compact_json_or_verbatim_text() {
         Some("raw prompt text")
     );
 }
+
+#[test]
+fn rate_limit_headers_and_request_id_are_kept_other_response_headers_are_not() {
+    let v = set(
+        example(),
+        "/providerResponse/headers",
+        json!({"content-type": "application/json", "X-RateLimit-Remaining-Tokens": "149000",
+               "anthropic-ratelimit-requests-reset": "2025-01-01T00:00:01Z", "Retry-After": "3",
+               "x-request-id": "req_1", "set-cookie": "secret=1", "authorization": "Bearer sk-x",
+               "x-ratelimit-limit-requests": 5}),
+    );
+    let r = log(&v, HeliconeRoute::Custom);
+    let got: Vec<(&str, &str)> = r
+        .upstream_headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("anthropic-ratelimit-requests-reset", "2025-01-01T00:00:01Z"),
+            ("retry-after", "3"),
+            ("x-ratelimit-remaining-tokens", "149000"),
+            ("x-request-id", "req_1"),
+        ]
+    );
+}

@@ -124,6 +124,7 @@ fn full_record_round_trips() {
         "stream": true,
         "trace_id": "4BF92F3577B34DA6A3CE929D0E0E4736",
         "span_id": "00f067aa0ba902b7",
+        "upstream_headers": {"x-ratelimit-remaining-requests": "99", "retry-after": "2"},
         "request_body": {"model": "gpt-4o-mini", "messages": []},
         "response_body": "data: {}\n\n"
     }));
@@ -170,6 +171,13 @@ fn full_record_round_trips() {
         BTreeMap::from([
             ("env".to_owned(), "prod".to_owned()),
             ("my key".to_owned(), String::new())
+        ])
+    );
+    assert_eq!(
+        r.upstream_headers,
+        BTreeMap::from([
+            ("retry-after".to_owned(), "2".to_owned()),
+            ("x-ratelimit-remaining-requests".to_owned(), "99".to_owned())
         ])
     );
     assert!(r.cache_hit && r.stream);

@@ -68,6 +68,10 @@ pub struct RequestRecord {
     pub source: Source,
     pub trace_id: Option<String>,
     pub span_id: Option<String>,
+    /// Upstream headers worth keeping (lower-case names): `x-ratelimit-*`,
+    /// `anthropic-ratelimit-*`, `retry-after`, the provider's request id. Never credentials.
+    #[serde(default)]
+    pub upstream_headers: BTreeMap<String, String>,
     pub request_body: Option<String>,
     pub response_body: Option<String>,
 }
@@ -107,8 +111,21 @@ impl RequestRecord {
             source: Source::Async,
             trace_id: None,
             span_id: None,
+            upstream_headers: BTreeMap::new(),
             request_body: None,
             response_body: None,
         }
     }
+}
+
+/// Whether an upstream response header is kept on the record (`upstream_headers`): rate-limit
+/// state, `retry-after` and the provider's request id. `name` must be lower-case. Credentials and
+/// cookies never match.
+pub fn keep_upstream_header(name: &str) -> bool {
+    name.starts_with("x-ratelimit-")
+        || name.starts_with("anthropic-ratelimit-")
+        || matches!(
+            name,
+            "retry-after" | "retry-after-ms" | "x-request-id" | "request-id" | "openai-processing-ms"
+        )
 }

@@ -83,6 +83,7 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         f("source", Utf8, false),
         f("trace_id", Utf8, true),
         f("span_id", Utf8, true),
+        f("upstream_headers", properties_type(), false),
         f("request_body", Utf8, true),
         f("response_body", Utf8, true),
         f(PARTITION_COLUMN, Date32, false),
@@ -131,13 +132,17 @@ pub fn records_to_batch(records: &[RequestRecord]) -> Result<RecordBatch, ModelE
     let mut session_id = strs();
     let mut session_path = strs();
     let mut session_name = strs();
-    let mut properties = MapBuilder::new(
-        Some(map_names()),
-        StringBuilder::new(),
-        StringBuilder::new(),
-    )
-    .with_keys_field(Arc::new(Field::new("key", DataType::Utf8, false)))
-    .with_values_field(Arc::new(Field::new("value", DataType::Utf8, true)));
+    let string_map = || {
+        MapBuilder::new(
+            Some(map_names()),
+            StringBuilder::new(),
+            StringBuilder::new(),
+        )
+        .with_keys_field(Arc::new(Field::new("key", DataType::Utf8, false)))
+        .with_values_field(Arc::new(Field::new("value", DataType::Utf8, true)))
+    };
+    let mut properties = string_map();
+    let mut upstream_headers = string_map();
     let mut cache_hit = BooleanBuilder::with_capacity(n);
     let mut stream = BooleanBuilder::with_capacity(n);
     let mut source = strs();
@@ -188,6 +193,11 @@ pub fn records_to_batch(records: &[RequestRecord]) -> Result<RecordBatch, ModelE
         source.append_value(r.source.as_str());
         trace_id.append_option(r.trace_id.as_deref());
         span_id.append_option(r.span_id.as_deref());
+        for (k, v) in &r.upstream_headers {
+            upstream_headers.keys().append_value(k);
+            upstream_headers.values().append_value(v);
+        }
+        upstream_headers.append(true)?;
         request_body.append_option(r.request_body.as_deref());
         response_body.append_option(r.response_body.as_deref());
         day.append_value(day_of(r.created_at));
@@ -225,6 +235,7 @@ pub fn records_to_batch(records: &[RequestRecord]) -> Result<RecordBatch, ModelE
         Arc::new(source.finish()),
         Arc::new(trace_id.finish()),
         Arc::new(span_id.finish()),
+        Arc::new(upstream_headers.finish()),
         Arc::new(request_body.finish()),
         Arc::new(response_body.finish()),
         Arc::new(day.finish()),

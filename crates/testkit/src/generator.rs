@@ -9,7 +9,7 @@ use rand::Rng as _;
 use uuid::{Builder, Uuid};
 
 use crate::bodies;
-use crate::catalog::{self, EMBEDDING_MODEL, ModelKind, ModelSpec, Reasoning, models};
+use crate::catalog::{self, Api, EMBEDDING_MODEL, ModelKind, ModelSpec, Reasoning, models};
 use crate::errors::{self, Failure};
 use crate::rng::Rng;
 use crate::timeline::Timeline;
@@ -572,6 +572,18 @@ impl Generator {
             rec.status = e.status;
             rec.error_type = Some(e.error_type.clone());
             rec.error_message = Some(e.message.clone());
+            if e.status == 429 {
+                // What the provider answers with a 429 (no draw from the rng: the rest of the
+                // stream stays as it was).
+                let wait = (rec.latency_ms % 30 + 1).to_string();
+                let remaining = if spec.api == Api::Anthropic {
+                    "anthropic-ratelimit-requests-remaining"
+                } else {
+                    "x-ratelimit-remaining-requests"
+                };
+                rec.upstream_headers.insert("retry-after".into(), wait);
+                rec.upstream_headers.insert(remaining.into(), "0".into());
+            }
         } else {
             rec.response_model = Some(spec.response_model.to_owned());
         }

@@ -71,6 +71,14 @@ pub fn record_to_native_json(rec: &RequestRecord) -> Value {
     o.insert("stream".to_owned(), rec.stream.into());
     put_opt(&mut o, "trace_id", &rec.trace_id);
     put_opt(&mut o, "span_id", &rec.span_id);
+    if !rec.upstream_headers.is_empty() {
+        let h = rec
+            .upstream_headers
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        o.insert("upstream_headers".to_owned(), Value::Object(h));
+    }
     put_opt(&mut o, "request_body", &rec.request_body);
     put_opt(&mut o, "response_body", &rec.response_body);
     Value::Object(o)
