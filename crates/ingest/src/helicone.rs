@@ -215,7 +215,9 @@ impl Validator<'_, '_> {
             Some(resp) => self.response(resp),
             None => (None, None, None),
         };
-        let resp_headers = resp.and_then(|r| r.get("headers")).and_then(Value::as_object);
+        let resp_headers = resp
+            .and_then(|r| r.get("headers"))
+            .and_then(Value::as_object);
         let times = timing.and_then(|t| self.timing(t));
 
         let meta = meta?;
