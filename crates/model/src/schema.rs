@@ -102,6 +102,12 @@ pub fn cost_to_i128(cost: Decimal) -> i128 {
     c.mantissa()
 }
 
+/// Days since 1970-01-01 of a moment given in microseconds since the epoch (rounds down, so
+/// moments before 1970 get negative days); same as [`day_of`].
+pub fn day_of_micros(micros: i64) -> i32 {
+    micros.div_euclid(86_400_000_000) as i32
+}
+
 /// Days since 1970-01-01 of a UTC timestamp (the `day` partition value).
 pub fn day_of(t: DateTime<Utc>) -> i32 {
     t.date_naive().num_days_from_ce() - 719_163

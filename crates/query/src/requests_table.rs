@@ -10,7 +10,10 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::Result;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::prelude::{col, lit};
+use loupe_model::schema::{PARTITION_COLUMN, day_of_micros};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::union::UnionExec;
 use loupe_storage::Snapshot;
@@ -110,7 +113,11 @@ impl TableProvider for RequestsTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::with_capacity(2);
         if let Some(d) = &self.delta {
-            inputs.push(d.scan(state, projection, filters, limit).await?);
+            // Time filters also bound the `day` partition column, so whole days are skipped
+            // without opening their files.
+            let mut with_days = filters.to_vec();
+            with_days.extend(filters.iter().flat_map(day_bounds));
+            inputs.push(d.scan(state, projection, &with_days, limit).await?);
         }
         let (pending, schema) = self.pending_projected(projection)?;
         if !pending.is_empty() || inputs.is_empty() {
@@ -118,5 +125,129 @@ impl TableProvider for RequestsTable {
             inputs.push(MemorySourceConfig::try_new_exec(&[pending], schema, None)?);
         }
         UnionExec::try_new(inputs)
+    }
+}
+
+/// The column that `day` is derived from (`day = date(created_at)` in UTC).
+const TIME_COLUMN: &str = "created_at";
+
+/// Partition filters implied by a pushed-down filter on `created_at`: `created_at > t` implies
+/// `day >= date(t)`, `created_at < t` implies `day <= date(t)`, and so on through `and` and
+/// `between`. Anything else implies nothing (an `or` is left alone). The implied filters are only
+/// ever weaker than the original, so adding them never changes a result.
+fn day_bounds(filter: &Expr) -> Vec<Expr> {
+    let mut out = Vec::new();
+    collect_day_bounds(filter, &mut out);
+    out
+}
+
+fn collect_day_bounds(e: &Expr, out: &mut Vec<Expr>) {
+    match e {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::And,
+            right,
+        }) => {
+            collect_day_bounds(left, out);
+            collect_day_bounds(right, out);
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let (op, t) = match (time_column(left), micros_of(right), time_column(right), micros_of(left)) {
+                (true, Some(t), _, _) => (*op, t),
+                // `t < created_at` is `created_at > t`.
+                (_, _, true, Some(t)) => match op.swap() {
+                    Some(op) => (op, t),
+                    None => return,
+                },
+                _ => return,
+            };
+            let day = lit(ScalarValue::Date32(Some(day_of_micros(t))));
+            let part = col(PARTITION_COLUMN);
+            match op {
+                Operator::Gt | Operator::GtEq => out.push(part.gt_eq(day)),
+                Operator::Lt | Operator::LtEq => out.push(part.lt_eq(day)),
+                Operator::Eq => out.push(part.eq(day)),
+                _ => {}
+            }
+        }
+        Expr::Between(Between {
+            expr,
+            negated: false,
+            low,
+            high,
+        }) if time_column(expr) => {
+            if let (Some(lo), Some(hi)) = (micros_of(low), micros_of(high)) {
+                let part = col(PARTITION_COLUMN);
+                out.push(part.clone().gt_eq(lit(ScalarValue::Date32(Some(day_of_micros(lo))))));
+                out.push(part.lt_eq(lit(ScalarValue::Date32(Some(day_of_micros(hi))))));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn time_column(e: &Expr) -> bool {
+    matches!(e, Expr::Column(c) if c.name == TIME_COLUMN)
+}
+
+/// A timestamp literal as microseconds since the epoch (UTC).
+fn micros_of(e: &Expr) -> Option<i64> {
+    let Expr::Literal(v, _) = e else {
+        return None;
+    };
+    match v {
+        ScalarValue::TimestampMicrosecond(Some(t), _) => Some(*t),
+        ScalarValue::TimestampNanosecond(Some(t), _) => Some(t.div_euclid(1_000)),
+        ScalarValue::TimestampMillisecond(Some(t), _) => t.checked_mul(1_000),
+        ScalarValue::TimestampSecond(Some(t), _) => t.checked_mul(1_000_000),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(micros: i64) -> Expr {
+        lit(ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into())))
+    }
+
+    fn day(d: i32) -> Expr {
+        lit(ScalarValue::Date32(Some(d)))
+    }
+
+    const DAY: i64 = 86_400_000_000;
+
+    #[test]
+    fn time_filters_bound_the_day_partition() {
+        let t = 20_000 * DAY + 5; // a moment on day 20000
+        let c = || col(TIME_COLUMN);
+        assert_eq!(day_bounds(&c().gt(ts(t))), [col("day").gt_eq(day(20_000))]);
+        assert_eq!(day_bounds(&c().lt(ts(t))), [col("day").lt_eq(day(20_000))]);
+        assert_eq!(day_bounds(&ts(t).lt(c())), [col("day").gt_eq(day(20_000))]);
+        assert_eq!(day_bounds(&c().eq(ts(t))), [col("day").eq(day(20_000))]);
+        // Before the epoch, days round down.
+        assert_eq!(day_bounds(&c().gt_eq(ts(-1))), [col("day").gt_eq(day(-1))]);
+        let both = c().gt_eq(ts(t)).and(c().lt(ts(t + 3 * DAY)));
+        assert_eq!(
+            day_bounds(&both),
+            [col("day").gt_eq(day(20_000)), col("day").lt_eq(day(20_003))]
+        );
+        assert_eq!(
+            day_bounds(&c().between(ts(t), ts(t + DAY))),
+            [col("day").gt_eq(day(20_000)), col("day").lt_eq(day(20_001))]
+        );
+    }
+
+    #[test]
+    fn other_filters_imply_nothing() {
+        let t = 20_000 * DAY;
+        let c = || col(TIME_COLUMN);
+        assert!(day_bounds(&c().gt(ts(t)).or(c().lt(ts(t)))).is_empty());
+        assert!(day_bounds(&c().not_eq(ts(t))).is_empty());
+        assert!(day_bounds(&c().not_between(ts(t), ts(t))).is_empty());
+        assert!(day_bounds(&col("completed_at").gt(ts(t))).is_empty());
+        assert!(day_bounds(&c().gt(lit(5_i64))).is_empty());
+        assert!(day_bounds(&std::ops::Not::not(c().gt(ts(t)))).is_empty());
     }
 }

@@ -110,3 +110,59 @@ async fn records_are_queryable_immediately_and_after_flush() {
     assert_eq!(rows, 15);
     storage.shutdown().await;
 }
+
+/// A time filter skips whole days: `created_at` bounds imply `day` partition bounds, so files of
+/// other days are never opened, and the answer is the same as without pruning.
+#[tokio::test]
+async fn time_filters_skip_other_days_files() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let storage = Storage::open(StorageConfig {
+        data_dir: dir.path().to_path_buf(),
+        flush_interval_ms: 3_600_000,
+        compact_interval_secs: 0,
+        ..StorageConfig::default()
+    })
+    .await
+    .expect("open");
+    let engine = QueryEngine::new(storage.clone(), QueryLimits::default());
+    let day0 = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
+        .expect("time")
+        .with_timezone(&Utc);
+    // Five days, three records a day (one just before midnight), one file per day.
+    let mut recs = Vec::new();
+    for d in 0..5 {
+        for (h, m) in [(0, 0), (12, 0), (23, 59)] {
+            let mut r = rec("default", 1);
+            r.created_at = day0 + chrono::Duration::days(d) + chrono::Duration::minutes(h * 60 + m);
+            r.completed_at = r.created_at;
+            recs.push(r);
+        }
+    }
+    storage.append(recs).await.expect("append");
+    storage.flush().await.expect("flush");
+
+    let now = (day0 + chrono::Duration::days(5)).timestamp_micros();
+    let run = |q: &'static str| {
+        let engine = &engine;
+        async move { engine.hql_at("default", q, now).await.expect(q) }
+    };
+    let all = run("requests | count").await;
+    assert_eq!(all.stats.files_scanned, 5);
+    for (q, files, rows) in [
+        ("requests | where created_at >= datetime(2026-11-04) | count", 2, 6),
+        ("requests | where created_at > datetime(2026-11-03 23:59) | count", 3, 6),
+        ("requests | where created_at < datetime(2026-11-02) | count", 1, 3),
+        ("requests | where created_at between (datetime(2026-11-02) .. datetime(2026-11-02 23:00)) | count", 1, 2),
+        ("requests | where created_at > ago(1d) and status == 200 | count", 1, 2),
+        ("requests | where created_at > ago(1d) or status == 200 | count", 5, 15),
+        ("requests | where model == 'gpt-4o-mini' | count", 5, 15),
+    ] {
+        let out = run(q).await;
+        assert_eq!(out.stats.files_scanned, files, "{q}");
+        let n = out.batches[0]
+            .column(0)
+            .as_primitive::<Int64Type>()
+            .value(0);
+        assert_eq!(n, rows, "{q}");
+    }
+}
