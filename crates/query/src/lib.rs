@@ -16,7 +16,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext, col, lit};
-use loupe_storage::Storage;
+use loupe_storage::{Snapshot, Storage};
 
 pub use error::QueryError;
 pub use hql::{HqlLimits, HqlOutput, HqlStats};
@@ -56,16 +56,44 @@ pub struct Explain {
 /// Builds per-query DataFusion sessions over the current storage snapshot.
 #[derive(Clone)]
 pub struct QueryEngine {
-    storage: Storage,
+    source: Source,
     limits: QueryLimits,
     permits: Arc<tokio::sync::Semaphore>,
 }
 
+/// Where snapshots come from.
+#[derive(Clone)]
+enum Source {
+    /// The live storage of this process: each query sees everything acknowledged before it.
+    Live(Storage),
+    /// One fixed snapshot (a data directory read without opening it for writing).
+    Fixed(Snapshot),
+}
+
+impl Source {
+    fn snapshot(&self) -> Snapshot {
+        match self {
+            Source::Live(s) => s.snapshot(),
+            Source::Fixed(s) => s.clone(),
+        }
+    }
+}
+
 impl QueryEngine {
     pub fn new(storage: Storage, limits: QueryLimits) -> Self {
+        Self::with_source(Source::Live(storage), limits)
+    }
+
+    /// An engine over one fixed snapshot, e.g. [`Storage::read_only_snapshot`] of a data
+    /// directory that a server may own at the same time.
+    pub fn over_snapshot(snapshot: Snapshot, limits: QueryLimits) -> Self {
+        Self::with_source(Source::Fixed(snapshot), limits)
+    }
+
+    fn with_source(source: Source, limits: QueryLimits) -> Self {
         let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent.max(1)));
         QueryEngine {
-            storage,
+            source,
             limits,
             permits,
         }
@@ -94,8 +122,9 @@ impl QueryEngine {
             .await
             .map_err(|_| QueryError::Storage("query engine closed".into()))?;
         let start = std::time::Instant::now();
-        let ctx = self.session().await?;
-        let memtable_rows = self.storage.pending_rows();
+        let snapshot = self.source.snapshot();
+        let memtable_rows = snapshot.pending.iter().map(|b| b.num_rows()).sum();
+        let ctx = self.session_over(snapshot).await?;
         let catalog = hql::catalog(&ctx).await?;
         let plan = hql::compile(
             src,
@@ -133,13 +162,16 @@ impl QueryEngine {
 
     /// A fresh session with the `requests` table registered from a consistent snapshot.
     pub async fn session(&self) -> Result<SessionContext, QueryError> {
+        self.session_over(self.source.snapshot()).await
+    }
+
+    async fn session_over(&self, snapshot: Snapshot) -> Result<SessionContext, QueryError> {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(self.limits.memory_bytes)))
             .build_arc()?;
         let config =
             SessionConfig::new().with_target_partitions(self.limits.target_partitions.max(1));
         let ctx = SessionContext::new_with_config_rt(config, runtime);
-        let snapshot = self.storage.snapshot();
         if let Some(t) = &snapshot.table {
             t.update_datafusion_session(&ctx.state())
                 .map_err(|e| QueryError::Storage(e.to_string()))?;

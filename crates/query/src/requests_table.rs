@@ -7,15 +7,15 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::ScalarValue;
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::Result;
-use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
-use datafusion::prelude::{col, lit};
-use loupe_model::schema::{PARTITION_COLUMN, day_of_micros};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::union::UnionExec;
+use datafusion::prelude::{col, lit};
+use loupe_model::schema::{PARTITION_COLUMN, day_of_micros};
 use loupe_storage::Snapshot;
 
 use crate::QueryError;
@@ -152,7 +152,12 @@ fn collect_day_bounds(e: &Expr, out: &mut Vec<Expr>) {
             collect_day_bounds(right, out);
         }
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-            let (op, t) = match (time_column(left), micros_of(right), time_column(right), micros_of(left)) {
+            let (op, t) = match (
+                time_column(left),
+                micros_of(right),
+                time_column(right),
+                micros_of(left),
+            ) {
                 (true, Some(t), _, _) => (*op, t),
                 // `t < created_at` is `created_at > t`.
                 (_, _, true, Some(t)) => match op.swap() {
@@ -178,7 +183,10 @@ fn collect_day_bounds(e: &Expr, out: &mut Vec<Expr>) {
         }) if time_column(expr) => {
             if let (Some(lo), Some(hi)) = (micros_of(low), micros_of(high)) {
                 let part = col(PARTITION_COLUMN);
-                out.push(part.clone().gt_eq(lit(ScalarValue::Date32(Some(day_of_micros(lo))))));
+                out.push(
+                    part.clone()
+                        .gt_eq(lit(ScalarValue::Date32(Some(day_of_micros(lo))))),
+                );
                 out.push(part.lt_eq(lit(ScalarValue::Date32(Some(day_of_micros(hi))))));
             }
         }
@@ -209,7 +217,10 @@ mod tests {
     use super::*;
 
     fn ts(micros: i64) -> Expr {
-        lit(ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into())))
+        lit(ScalarValue::TimestampMicrosecond(
+            Some(micros),
+            Some("UTC".into()),
+        ))
     }
 
     fn day(d: i32) -> Expr {

@@ -1,5 +1,5 @@
-//! `loupe query`: runs HQL on a server over HTTP and prints a table, CSV or JSON; errors are
-//! shown with the query line and a caret under the offending span.
+//! `loupe query`: runs HQL on a server over HTTP, or directly on a data directory, and prints a
+//! table, CSV or JSON; errors are shown with the query line and a caret under the offending span.
 
 use serde_json::Value;
 
@@ -78,6 +78,58 @@ pub async fn query(server: &str, key: Option<&str>, src: &str, format: &str) -> 
             eprintln!("{rows} row(s)");
         }
         _ => print!("{}", String::from_utf8_lossy(&bytes)),
+    }
+    Ok(())
+}
+
+/// Runs HQL directly on a data directory (`loupe query --data-dir`): the Delta table plus the WAL
+/// frames not flushed yet, read without opening anything for writing, so a server may be running
+/// on the same directory. No API key is needed: whoever can read the files can read the data.
+pub async fn query_dir(
+    cfg: &crate::config::Config,
+    org: &str,
+    src: &str,
+    format: &str,
+) -> Result<(), String> {
+    if !matches!(format, "table" | "csv" | "json") {
+        return Err(format!(
+            "--format '{format}' is not one of table, csv, json"
+        ));
+    }
+    let snapshot = loupe_storage::Storage::read_only_snapshot(&cfg.storage)
+        .await
+        .map_err(|e| e.to_string())?;
+    let engine = loupe_query::QueryEngine::over_snapshot(snapshot, cfg.query.limits());
+    let out = match engine.hql(org, src).await {
+        Ok(out) => out,
+        Err(e) => {
+            let mut v = match &e {
+                loupe_query::QueryError::Hql(h) => serde_json::to_value(h).unwrap_or_default(),
+                _ => Value::Null,
+            };
+            if !v.is_object() {
+                v = serde_json::json!({});
+            }
+            v["code"] = Value::from(e.code());
+            v["message"] = Value::from(e.to_string());
+            return Err(render_error(src, &v).trim_end().to_string());
+        }
+    };
+    use loupe_query::format as f;
+    match format {
+        "table" => {
+            println!("{}", f::to_table(&out.batches).map_err(|e| e.to_string())?);
+            eprintln!("{} row(s)", out.stats.rows);
+        }
+        "csv" => {
+            let csv = f::to_csv(&out.schema, &out.batches).map_err(|e| e.to_string())?;
+            print!("{}", String::from_utf8_lossy(&csv));
+        }
+        _ => {
+            let mut v = f::to_json(&out.schema, &out.batches).map_err(|e| e.to_string())?;
+            v["stats"] = serde_json::to_value(&out.stats).unwrap_or_default();
+            println!("{v}");
+        }
     }
     Ok(())
 }

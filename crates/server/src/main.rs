@@ -33,13 +33,21 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// Run an HQL query against a running server and print the result.
+    /// Run an HQL query against a running server (or directly on a data directory with
+    /// --data-dir) and print the result.
     Query {
         /// The HQL query, e.g. 'requests | summarize cost = sum(cost_usd) by model'.
         query: String,
         /// Server URL (default: the configured listen address).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "data_dir")]
         server: Option<String>,
+        /// Read this data directory directly instead of asking a server (read-only; a server may
+        /// be running on it).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The org whose rows a --data-dir query reads.
+        #[arg(long, default_value = "default", requires = "data_dir")]
+        org: String,
         /// API key (or env LOUPE_API_KEY); needed once keys exist.
         #[arg(long, env = "LOUPE_API_KEY")]
         key: Option<String>,
@@ -111,10 +119,28 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Query {
             query,
             server,
+            data_dir,
+            org,
             key,
             format,
             config,
         } => {
+            if let Some(dir) = data_dir {
+                let cfg = load(
+                    config,
+                    Overrides {
+                        listen: None,
+                        data_dir: Some(dir),
+                    },
+                )?;
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_stack_size(8 << 20)
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("cannot start runtime: {e}"))?;
+                return rt.block_on(loupe_server::cli::query_dir(&cfg, &org, &query, &format));
+            }
             let cfg = load(config, Overrides::default())?;
             let server = server.unwrap_or_else(|| format!("http://{}", cfg.server.listen));
             let rt = tokio::runtime::Builder::new_current_thread()

@@ -187,3 +187,78 @@ async fn each_key_sees_only_its_org() {
     assert_eq!(s, 401);
     l.sigterm_and_wait();
 }
+
+/// `loupe query --data-dir` reads a data directory directly: while a server owns it (records
+/// still in the WAL included) and after the server stopped (records flushed), with the same
+/// answer, per org, and with caret errors.
+#[tokio::test]
+async fn query_reads_a_data_directory_directly() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path().to_str().expect("path");
+    let (_, a, _) = run_loupe(&["keys", "create", "--org", "acme", "--data-dir", d], &[]);
+    let key = a.trim().to_string();
+    // A long flush interval: the records stay in the WAL while the server runs.
+    let l = Loupe::start(
+        dir.path(),
+        &[],
+        &[("LOUPE__STORAGE__FLUSH_INTERVAL_MS", "3600000")],
+    );
+    let (_, recs) = native_records(9, "gpt-4o-mini");
+    let r = client()
+        .post(l.url("/v1/ingest"))
+        .bearer_auth(&key)
+        .body(ndjson(&recs))
+        .send()
+        .await
+        .expect("ingest");
+    assert_eq!(r.status(), 200);
+    let count = |org: &str| {
+        let (status, out, err) = run_loupe(
+            &[
+                "query",
+                "--data-dir",
+                d,
+                "--org",
+                org,
+                "--format",
+                "csv",
+                "requests | summarize n = count(), t = sum(prompt_tokens)",
+            ],
+            &[],
+        );
+        assert!(status.success(), "{err}");
+        out
+    };
+    let want_tokens: i64 = recs
+        .iter()
+        .map(|r| r["prompt_tokens"].as_i64().unwrap_or(0))
+        .sum();
+    let want = format!("n,t\n9,{want_tokens}\n");
+    assert_eq!(count("acme"), want, "from the WAL of a running server");
+    assert_eq!(count("default"), "n,t\n0,\n");
+    l.sigterm_and_wait();
+    assert!(
+        std::fs::read_dir(dir.path().join("tables/requests"))
+            .map(|mut e| e
+                .any(|f| f.is_ok_and(|f| f.file_name().to_string_lossy().starts_with("day="))))
+            .unwrap_or(false),
+        "the server flushed on shutdown"
+    );
+    assert_eq!(count("acme"), want, "from Parquet");
+
+    let (status, _, err) = run_loupe(&["query", "--data-dir", d, "requests | take modle"], &[]);
+    assert!(!status.success());
+    assert!(err.contains('^'), "{err}");
+    let missing = dir.path().join("nope");
+    let (status, _, err) = run_loupe(
+        &[
+            "query",
+            "--data-dir",
+            missing.to_str().expect("path"),
+            "requests | count",
+        ],
+        &[],
+    );
+    assert!(!status.success());
+    assert!(err.contains("no Loupe data directory"), "{err}");
+}

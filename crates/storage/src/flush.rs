@@ -282,25 +282,31 @@ pub(crate) async fn recent_ids(
 }
 
 /// Dedup keys of `candidates` that the table already holds (partition-pruned by their days).
+///
+/// The ids are matched here, not in the scan's filter: an `IN` list of thousands of ids becomes
+/// an expression thousands of levels deep in the pruning code (a stack overflow on a large
+/// backfill), and random UUIDs prune nothing anyway. The scan reads only `request_id` and
+/// `org_id` of the candidates' days, streamed.
 pub(crate) async fn stored_keys(
     table: &DeltaTable,
     candidates: &[&loupe_model::RequestRecord],
 ) -> Result<std::collections::HashSet<u128>, StorageError> {
     use arrow::array::{Array, AsArray};
+    use futures::StreamExt;
     let mut days: Vec<i32> = candidates
         .iter()
         .map(|r| loupe_model::schema::day_of(r.created_at))
         .collect();
     days.sort_unstable();
     days.dedup();
-    let ids: Vec<datafusion::logical_expr::Expr> = candidates
+    let wanted: std::collections::HashSet<u128> = candidates
         .iter()
-        .map(|r| lit(r.request_id.to_string()))
+        .map(|r| crate::dedup_key(&r.org_id, r.request_id))
         .collect();
     let ctx = SessionContext::new();
     table.update_datafusion_session(&ctx.state())?;
     let provider = table.table_provider().await?;
-    let df = ctx
+    let mut stream = ctx
         .read_table(provider)?
         .filter(
             col(PARTITION_COLUMN).in_list(
@@ -310,10 +316,12 @@ pub(crate) async fn stored_keys(
                 false,
             ),
         )?
-        .filter(col("request_id").in_list(ids, false))?
-        .select_columns(&["request_id", "org_id"])?;
+        .select_columns(&["request_id", "org_id"])?
+        .execute_stream()
+        .await?;
     let mut out = std::collections::HashSet::new();
-    for b in df.collect().await? {
+    while let Some(b) = stream.next().await {
+        let b = b?;
         let ids = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)?;
         let orgs = arrow::compute::cast(b.column(1), &arrow::datatypes::DataType::Utf8)?;
         let (ids, orgs) = (ids.as_string::<i32>(), orgs.as_string::<i32>());
@@ -322,7 +330,10 @@ pub(crate) async fn stored_keys(
                 continue;
             }
             if let Ok(id) = uuid::Uuid::parse_str(ids.value(i)) {
-                out.insert(crate::dedup_key(orgs.value(i), id));
+                let key = crate::dedup_key(orgs.value(i), id);
+                if wanted.contains(&key) {
+                    out.insert(key);
+                }
             }
         }
     }

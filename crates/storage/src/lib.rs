@@ -147,25 +147,12 @@ impl Storage {
         };
 
         // Replay the WAL: every frame the table does not hold yet becomes pending again.
-        let mut pending: BTreeMap<u64, Vec<RecordBatch>> = BTreeMap::new();
-        let mut pending_rows = 0usize;
-        let mut max_seq: i64 = flushed;
-        let mut wal_bytes = 0u64;
-        let segments = wal::list_segments(&wal_dir)?;
-        let last_index = segments.len().saturating_sub(1);
-        for (i, (_, path)) in segments.iter().enumerate() {
-            let (frames, good) = wal::read_segment(path, i == last_index)?;
-            wal_bytes += good;
-            for f in frames {
-                max_seq = max_seq.max(f.seq as i64);
-                if (f.seq as i64) <= flushed {
-                    continue;
-                }
-                let batches = wal::decode_batch(&f.payload)?;
-                pending_rows += batches.iter().map(|b| b.num_rows()).sum::<usize>();
-                pending.insert(f.seq, batches);
-            }
-        }
+        let Replay {
+            pending,
+            pending_rows,
+            max_seq,
+            wal_bytes,
+        } = replay(&wal_dir, flushed, true)?;
         let replayed = pending.len();
         let next_seq = (max_seq + 1).max(0) as u64;
 
@@ -232,6 +219,67 @@ impl Storage {
             *f = Some(handle);
         }
         Ok(storage)
+    }
+
+    /// A snapshot of a data directory without opening it for writing: the table as it is plus
+    /// the WAL frames it does not hold yet. Safe while a server owns the directory (nothing is
+    /// written, a frame being appended is skipped); used by `loupe query --data-dir`.
+    pub async fn read_only_snapshot(cfg: &StorageConfig) -> Result<Snapshot, StorageError> {
+        let data_dir = std::fs::canonicalize(&cfg.data_dir).map_err(|e| {
+            StorageError::Io(std::io::Error::new(
+                e.kind(),
+                format!("no Loupe data directory at {}: {e}", cfg.data_dir.display()),
+            ))
+        })?;
+        let (table_url, backend) = resolve_table(cfg, &data_dir)?;
+        let app_id = format!("loupe-wal-{}", cfg.node_id);
+        let wal_dir = data_dir.join("wal");
+        // A server may flush (commit, then drop WAL segments) while we read: read the table, then
+        // the WAL, and start over if the table moved on meanwhile.
+        let mut attempts = 0;
+        let (table, pending) = loop {
+            attempts += 1;
+            let table = load_table(&table_url, backend.clone()).await?;
+            let version = table.as_ref().and_then(|t| t.version());
+            let flushed: i64 = match &table {
+                Some(t) => t
+                    .snapshot()?
+                    .transaction_version(t.log_store().as_ref(), &app_id)
+                    .await?
+                    .unwrap_or(-1),
+                None => -1,
+            };
+            let replayed = if wal_dir.is_dir() {
+                replay(&wal_dir, flushed, false)
+            } else {
+                Ok(Replay {
+                    pending: BTreeMap::new(),
+                    pending_rows: 0,
+                    max_seq: flushed,
+                    wal_bytes: 0,
+                })
+            };
+            let now = load_table(&table_url, backend.clone()).await?;
+            let moved = now.as_ref().and_then(|t| t.version()) != version;
+            match replayed {
+                Ok(r) if !moved => {
+                    break (table, r.pending.into_values().flatten().collect());
+                }
+                Ok(_) if attempts < 5 => continue,
+                Err(StorageError::Io(e))
+                    if e.kind() == std::io::ErrorKind::NotFound && attempts < 5 =>
+                {
+                    continue;
+                }
+                Ok(_) => {
+                    return Err(StorageError::Wal(
+                        "the table kept changing while it was read; try again".into(),
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        Ok(Snapshot { table, pending })
     }
 
     /// Loads the ids of recent records (pending and in the table) into the dedup index.
@@ -471,6 +519,41 @@ impl EventSink for Storage {
                 .map_err(SinkError::from)
         })
     }
+}
+
+/// What the WAL holds beyond the table.
+struct Replay {
+    pending: BTreeMap<u64, Vec<RecordBatch>>,
+    pending_rows: usize,
+    max_seq: i64,
+    wal_bytes: u64,
+}
+
+/// Reads every WAL segment; frames with a sequence number above `flushed` are pending. With
+/// `truncate`, a torn tail of the last segment is cut off (only the owner of the WAL may).
+fn replay(wal_dir: &Path, flushed: i64, truncate: bool) -> Result<Replay, StorageError> {
+    let mut r = Replay {
+        pending: BTreeMap::new(),
+        pending_rows: 0,
+        max_seq: flushed,
+        wal_bytes: 0,
+    };
+    let segments = wal::list_segments(wal_dir)?;
+    let last_index = segments.len().saturating_sub(1);
+    for (i, (_, path)) in segments.iter().enumerate() {
+        let (frames, good) = wal::read_segment(path, truncate && i == last_index)?;
+        r.wal_bytes += good;
+        for f in frames {
+            r.max_seq = r.max_seq.max(f.seq as i64);
+            if (f.seq as i64) <= flushed {
+                continue;
+            }
+            let batches = wal::decode_batch(&f.payload)?;
+            r.pending_rows += batches.iter().map(|b| b.num_rows()).sum::<usize>();
+            r.pending.insert(f.seq, batches);
+        }
+    }
+    Ok(r)
 }
 
 fn resolve_table(
