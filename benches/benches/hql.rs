@@ -33,6 +33,7 @@ fn bench(c: &mut Criterion) {
     let table = MemTable::try_new(loupe_model::requests_schema(), vec![vec![]]).expect("table");
     let catalog = TableList {
         tables: vec![("requests".into(), provider_as_source(Arc::new(table)))],
+        rollups: Vec::new(),
     };
     let opts = PlanOptions {
         org_id: "default".into(),

@@ -164,6 +164,7 @@ async fn run(data_dir: PathBuf, spec: PathBuf, runs: usize) -> Result<(), String
         storage.clone(),
         QueryLimits {
             target_partitions: 2,
+            use_rollups: std::env::var("LOUPE_BENCH_ROLLUPS").map_or(true, |v| v != "0"),
             ..QueryLimits::default()
         },
     );

@@ -11,6 +11,7 @@ mod error;
 mod expr;
 mod functions;
 mod plan;
+mod rollup;
 mod types;
 
 use std::sync::Arc;
@@ -20,17 +21,24 @@ use loupe_hql_syntax::Query;
 
 pub use error::{HqlError, PlanError, codes};
 pub use functions::{AGGREGATES, SCALARS};
+pub use rollup::RollupSources;
 
 /// The tables a query can read, by name.
 pub trait Catalog {
     fn table(&self, name: &str) -> Option<Arc<dyn TableSource>>;
     fn table_names(&self) -> Vec<String>;
+    /// An hourly roll-up of `table` that dashboard-shaped queries may read instead of raw rows
+    /// (same answers; see the `rollup` module). `None`: always read raw rows.
+    fn rollup(&self, _table: &str) -> Option<RollupSources> {
+        None
+    }
 }
 
 /// A [`Catalog`] over a fixed list of named tables.
 #[derive(Default)]
 pub struct TableList {
     pub tables: Vec<(String, Arc<dyn TableSource>)>,
+    pub rollups: Vec<(String, RollupSources)>,
 }
 
 impl Catalog for TableList {
@@ -42,6 +50,12 @@ impl Catalog for TableList {
     }
     fn table_names(&self) -> Vec<String> {
         self.tables.iter().map(|(n, _)| n.clone()).collect()
+    }
+    fn rollup(&self, table: &str) -> Option<RollupSources> {
+        self.rollups
+            .iter()
+            .find(|(n, _)| n == table)
+            .map(|(_, r)| r.clone())
     }
 }
 

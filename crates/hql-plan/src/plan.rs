@@ -20,6 +20,23 @@ use crate::{Catalog, PlanOptions};
 pub(crate) const ORG_COLUMN: &str = "org_id";
 
 pub(crate) fn plan_query(q: &Query, catalog: &dyn Catalog, opts: &PlanOptions) -> R<LogicalPlan> {
+    // A dashboard-shaped query over a table with a roll-up reads the roll-up. Should that plan
+    // fail, the raw plan runs (and reports the query's real error, if any).
+    if let Ok(Some((mut plan, ops))) = crate::rollup::try_plan(q, catalog, opts) {
+        let mut ok = true;
+        for op in &ops {
+            match apply(plan.clone(), op, opts) {
+                Ok(p) => plan = p,
+                Err(_) => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        if ok && let Ok(p) = finish(plan, q.span) {
+            return Ok(p);
+        }
+    }
     let mut plan = scan(q, catalog, opts)?;
     for op in &q.ops {
         plan = apply(plan, op, opts)?;

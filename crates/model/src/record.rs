@@ -126,6 +126,10 @@ pub fn keep_upstream_header(name: &str) -> bool {
         || name.starts_with("anthropic-ratelimit-")
         || matches!(
             name,
-            "retry-after" | "retry-after-ms" | "x-request-id" | "request-id" | "openai-processing-ms"
+            "retry-after"
+                | "retry-after-ms"
+                | "x-request-id"
+                | "request-id"
+                | "openai-processing-ms"
         )
 }

@@ -51,14 +51,20 @@ pub struct HqlStats {
 }
 
 /// The `requests` table (and, later, others) as HQL sees them.
-pub(crate) async fn catalog(ctx: &SessionContext) -> Result<impl Catalog, QueryError> {
+pub(crate) async fn catalog(
+    ctx: &SessionContext,
+    requests_rollup: Option<loupe_hql_plan::RollupSources>,
+) -> Result<impl Catalog, QueryError> {
     let mut tables = Vec::new();
     for name in ["requests"] {
         if let Ok(t) = ctx.table_provider(name).await {
             tables.push((name.to_string(), provider_as_source(t)));
         }
     }
-    Ok(loupe_hql_plan::TableList { tables })
+    let rollups = requests_rollup
+        .map(|r| vec![("requests".to_string(), r)])
+        .unwrap_or_default();
+    Ok(loupe_hql_plan::TableList { tables, rollups })
 }
 
 pub(crate) fn compile(

@@ -31,6 +31,9 @@ pub struct QueryLimits {
     pub target_partitions: usize,
     /// Queries running at once; more wait their turn (so queries never starve ingest).
     pub max_concurrent: usize,
+    /// Answer dashboard-shaped queries from the hourly roll-up when it is in step (same
+    /// results; off only to compare).
+    pub use_rollups: bool,
     pub hql: HqlLimits,
 }
 
@@ -40,6 +43,7 @@ impl Default for QueryLimits {
             memory_bytes: 1 << 30,
             target_partitions: 2,
             max_concurrent: 2,
+            use_rollups: true,
             hql: HqlLimits::default(),
         }
     }
@@ -124,8 +128,9 @@ impl QueryEngine {
         let start = std::time::Instant::now();
         let snapshot = self.source.snapshot();
         let memtable_rows = snapshot.pending.iter().map(|b| b.num_rows()).sum();
+        let rollup = self.rollup_sources(&snapshot).await?;
         let ctx = self.session_over(snapshot).await?;
-        let catalog = hql::catalog(&ctx).await?;
+        let catalog = hql::catalog(&ctx, rollup).await?;
         let plan = hql::compile(
             src,
             &catalog,
@@ -139,8 +144,10 @@ impl QueryEngine {
 
     /// The plans of an HQL query, without running it.
     pub async fn explain(&self, org_id: &str, src: &str) -> Result<Explain, QueryError> {
-        let ctx = self.session().await?;
-        let catalog = hql::catalog(&ctx).await?;
+        let snapshot = self.source.snapshot();
+        let rollup = self.rollup_sources(&snapshot).await?;
+        let ctx = self.session_over(snapshot).await?;
+        let catalog = hql::catalog(&ctx, rollup).await?;
         let plan = hql::compile(
             src,
             &catalog,
@@ -160,6 +167,39 @@ impl QueryEngine {
         })
     }
 
+    /// The roll-up of the snapshot's table, with the raw rows split into what it covers and
+    /// what it does not (see `loupe_hql_plan::RollupSources`).
+    async fn rollup_sources(
+        &self,
+        snapshot: &Snapshot,
+    ) -> Result<Option<loupe_hql_plan::RollupSources>, QueryError> {
+        let Some(rollup) = snapshot.rollup.clone().filter(|_| self.limits.use_rollups) else {
+            return Ok(None);
+        };
+        use datafusion::datasource::provider_as_source;
+        let hourly = rollup
+            .table_provider()
+            .await
+            .map_err(|e| QueryError::Storage(e.to_string()))?;
+        let flushed = RequestsTable::try_new(Snapshot {
+            table: snapshot.table.clone(),
+            rollup: None,
+            pending: Vec::new(),
+        })
+        .await?;
+        let pending = RequestsTable::try_new(Snapshot {
+            table: None,
+            rollup: None,
+            pending: snapshot.pending.clone(),
+        })
+        .await?;
+        Ok(Some(loupe_hql_plan::RollupSources {
+            hourly: provider_as_source(hourly),
+            flushed: provider_as_source(Arc::new(flushed)),
+            pending: provider_as_source(Arc::new(pending)),
+        }))
+    }
+
     /// A fresh session with the `requests` table registered from a consistent snapshot.
     pub async fn session(&self) -> Result<SessionContext, QueryError> {
         self.session_over(self.source.snapshot()).await
@@ -177,7 +217,7 @@ impl QueryEngine {
         config.options_mut().execution.parquet.pushdown_filters = true;
         config.options_mut().execution.parquet.reorder_filters = true;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
-        if let Some(t) = &snapshot.table {
+        for t in snapshot.table.iter().chain(snapshot.rollup.iter()) {
             t.update_datafusion_session(&ctx.state())
                 .map_err(|e| QueryError::Storage(e.to_string()))?;
         }

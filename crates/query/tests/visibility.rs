@@ -124,7 +124,14 @@ async fn time_filters_skip_other_days_files() {
     })
     .await
     .expect("open");
-    let engine = QueryEngine::new(storage.clone(), QueryLimits::default());
+    // Raw-scan pruning is under test here, not the roll-up.
+    let engine = QueryEngine::new(
+        storage.clone(),
+        QueryLimits {
+            use_rollups: false,
+            ..QueryLimits::default()
+        },
+    );
     let day0 = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
         .expect("time")
         .with_timezone(&Utc);
@@ -149,12 +156,36 @@ async fn time_filters_skip_other_days_files() {
     let all = run("requests | count").await;
     assert_eq!(all.stats.files_scanned, 5);
     for (q, files, rows) in [
-        ("requests | where created_at >= datetime(2026-11-04) | count", 2, 6),
-        ("requests | where created_at > datetime(2026-11-03 23:59) | count", 3, 6),
-        ("requests | where created_at < datetime(2026-11-02) | count", 1, 3),
-        ("requests | where created_at between (datetime(2026-11-02) .. datetime(2026-11-02 23:00)) | count", 1, 2),
-        ("requests | where created_at > ago(1d) and status == 200 | count", 1, 2),
-        ("requests | where created_at > ago(1d) or status == 200 | count", 5, 15),
+        (
+            "requests | where created_at >= datetime(2026-11-04) | count",
+            2,
+            6,
+        ),
+        (
+            "requests | where created_at > datetime(2026-11-03 23:59) | count",
+            3,
+            6,
+        ),
+        (
+            "requests | where created_at < datetime(2026-11-02) | count",
+            1,
+            3,
+        ),
+        (
+            "requests | where created_at between (datetime(2026-11-02) .. datetime(2026-11-02 23:00)) | count",
+            1,
+            2,
+        ),
+        (
+            "requests | where created_at > ago(1d) and status == 200 | count",
+            1,
+            2,
+        ),
+        (
+            "requests | where created_at > ago(1d) or status == 200 | count",
+            5,
+            15,
+        ),
         ("requests | where model == 'gpt-4o-mini' | count", 5, 15),
     ] {
         let out = run(q).await;

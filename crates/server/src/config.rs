@@ -32,6 +32,8 @@ pub struct QueryConfig {
     pub memory_bytes: usize,
     /// Queries executing at once; others wait. Keeps CPU for ingest.
     pub max_concurrent: usize,
+    /// Answer dashboard-shaped queries from the hourly roll-up (same results, less work).
+    pub use_rollups: bool,
 }
 
 impl Default for QueryConfig {
@@ -41,6 +43,7 @@ impl Default for QueryConfig {
             max_rows: 100_000,
             memory_bytes: 1 << 30,
             max_concurrent: 2,
+            use_rollups: true,
         }
     }
 }
@@ -51,6 +54,7 @@ impl QueryConfig {
             memory_bytes: self.memory_bytes,
             target_partitions: 2,
             max_concurrent: self.max_concurrent,
+            use_rollups: self.use_rollups,
             hql: loupe_query::HqlLimits {
                 max_rows: self.max_rows,
                 timeout: std::time::Duration::from_secs(self.timeout_secs.max(1)),

@@ -23,7 +23,7 @@ use object_store::ObjectStore;
 use url::Url;
 
 use crate::config::S3Config;
-use crate::{Inner, StorageError, lock_poisoned, table_builder};
+use crate::{Inner, StorageError, lock_poisoned, rollup, table_builder};
 
 /// How long files replaced by compaction are kept for readers of older snapshots.
 const VACUUM_RETENTION_HOURS: i64 = 1;
@@ -58,6 +58,9 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     let mut last_compact = Instant::now();
     let mut last_retention: Option<Instant> = None;
     loop {
+        if let Err(e) = rebuild_rollup(&inner).await {
+            tracing::warn!(error = %e, "roll-up rebuild failed; queries read raw rows meanwhile");
+        }
         let stopping = *shutdown.borrow();
         if !stopping {
             tokio::select! {
@@ -152,11 +155,13 @@ pub(crate) async fn flush_once(inner: &Inner) -> Result<(), StorageError> {
     } else {
         -1
     };
+    let mut written = None;
     let table = if already >= upto as i64 {
         table
     } else {
         let merged = concat_batches(&requests_schema(), &batches)?;
         let sorted = sort_for_pruning(&merged)?;
+        written = Some(merged);
         table
             .write(vec![sorted])
             .with_save_mode(SaveMode::Append)
@@ -169,16 +174,26 @@ pub(crate) async fn flush_once(inner: &Inner) -> Result<(), StorageError> {
             )
             .await?
     };
-    {
+    let rollup_in_step = {
         let mut st = inner.state.write().map_err(|_| lock_poisoned())?;
+        let in_step = st.rollup_seq == st.table_seq;
         st.table = Some(table);
+        st.table_seq = upto as i64;
         let keep = st.pending.split_off(&(upto + 1));
         let removed: usize = st.pending.values().flatten().map(|b| b.num_rows()).sum();
         st.pending = keep;
         st.pending_rows = st.pending_rows.saturating_sub(removed);
-    }
+        in_step
+    };
     inner.flush_failed.store(false, Ordering::SeqCst);
     inner.wal.truncate_through(upto)?;
+    // The roll-up of exactly these rows, tagged with the same sequence number. If the roll-up was
+    // not in step (or this fails) it is rebuilt from the table by the background loop.
+    if let (true, Some(rows)) = (rollup_in_step, written)
+        && let Err(e) = append_rollup(inner, rows, upto as i64).await
+    {
+        tracing::warn!(error = %e, "roll-up write failed; it will be rebuilt");
+    }
     inner.stats.flushes.fetch_add(1, Ordering::Relaxed);
     inner
         .stats
@@ -188,6 +203,59 @@ pub(crate) async fn flush_once(inner: &Inner) -> Result<(), StorageError> {
         *le = None;
     }
     tracing::debug!(rows, upto, "flushed");
+    Ok(())
+}
+
+async fn append_rollup(inner: &Inner, rows: RecordBatch, seq: i64) -> Result<(), StorageError> {
+    let agg = rollup::aggregate(vec![rows]).await?;
+    let current = inner
+        .state
+        .read()
+        .map_err(|_| lock_poisoned())?
+        .rollup
+        .clone();
+    let table = match current {
+        Some(t) => t,
+        None => table_builder(&inner.rollup_url, inner.backend.clone())?.build()?,
+    };
+    let table = rollup::write(table, agg, &inner.app_id, seq, SaveMode::Append).await?;
+    let mut st = inner.state.write().map_err(|_| lock_poisoned())?;
+    st.rollup = Some(table);
+    st.rollup_seq = seq;
+    Ok(())
+}
+
+/// Rebuilds the roll-up from the whole table when the two are not in step. Holds the table
+/// writer lock meanwhile, so no flush moves the table on under it.
+pub(crate) async fn rebuild_rollup(inner: &Inner) -> Result<(), StorageError> {
+    let _writer = inner.table_writer.lock().await;
+    let (table, seq, rollup) = {
+        let st = inner.state.read().map_err(|_| lock_poisoned())?;
+        if st.table_seq < 0 || st.rollup_seq == st.table_seq {
+            return Ok(());
+        }
+        (st.table.clone(), st.table_seq, st.rollup.clone())
+    };
+    let Some(table) = table else {
+        return Ok(());
+    };
+    let started = Instant::now();
+    let rows = rollup::aggregate_table(&table).await?;
+    let n: usize = rows.iter().map(|b| b.num_rows()).sum();
+    let target = match rollup {
+        Some(t) => t,
+        None => table_builder(&inner.rollup_url, inner.backend.clone())?.build()?,
+    };
+    let target = rollup::write(target, rows, &inner.app_id, seq, SaveMode::Overwrite).await?;
+    let mut st = inner.state.write().map_err(|_| lock_poisoned())?;
+    st.rollup = Some(target);
+    st.rollup_seq = seq;
+    tracing::info!(
+        rows = n,
+        seq,
+        ms = started.elapsed().as_millis() as u64,
+        "roll-up rebuilt"
+    );
     Ok(())
 }
 
@@ -216,6 +284,26 @@ pub(crate) async fn compact(inner: &Inner) -> Result<(), StorageError> {
         .with_enforce_retention_duration(false)
         .await?;
     install(inner, table)?;
+    let rollup = inner
+        .state
+        .read()
+        .map_err(|_| lock_poisoned())?
+        .rollup
+        .clone();
+    if let Some(r) = rollup {
+        let (r, _) = r
+            .optimize()
+            .with_target_size(target)
+            .with_writer_properties(writer_properties())
+            .await?;
+        let (r, _) = r
+            .vacuum()
+            .with_retention_period(chrono::Duration::hours(VACUUM_RETENTION_HOURS))
+            .with_enforce_retention_duration(false)
+            .await?;
+        let mut st = inner.state.write().map_err(|_| lock_poisoned())?;
+        st.rollup = Some(r);
+    }
     inner.stats.compactions.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(
         added = metrics.num_files_added,
@@ -240,6 +328,22 @@ pub(crate) async fn expire(inner: &Inner) -> Result<(), StorageError> {
         return Ok(());
     };
     let cutoff = loupe_model::schema::day_of(chrono::Utc::now()) - days as i32;
+    // The roll-up first: between the two commits it may lack days the table still has (days
+    // past retention), never hold rows the table no longer has.
+    let rollup = inner
+        .state
+        .read()
+        .map_err(|_| lock_poisoned())?
+        .rollup
+        .clone();
+    if let Some(r) = rollup.filter(|r| r.version().is_some()) {
+        let (r, _) = r
+            .delete()
+            .with_predicate(col(PARTITION_COLUMN).lt(lit(ScalarValue::Date32(Some(cutoff)))))
+            .await?;
+        let mut st = inner.state.write().map_err(|_| lock_poisoned())?;
+        st.rollup = Some(r);
+    }
     let (table, m) = table
         .delete()
         .with_predicate(col(PARTITION_COLUMN).lt(lit(ScalarValue::Date32(Some(cutoff)))))

@@ -11,6 +11,7 @@
 pub mod config;
 pub mod error;
 mod flush;
+pub mod rollup;
 pub mod wal;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -38,6 +39,8 @@ pub use wal::SyncMode;
 pub struct Snapshot {
     /// `None` until the first flush creates the table.
     pub table: Option<DeltaTable>,
+    /// The hourly roll-up of exactly the rows of `table`; `None` while it is not in step.
+    pub rollup: Option<DeltaTable>,
     /// Record batches (schema [`loupe_model::requests_schema`]) not yet in `table`.
     pub pending: Vec<RecordBatch>,
 }
@@ -55,6 +58,11 @@ pub struct StorageStats {
 
 pub(crate) struct Visible {
     table: Option<DeltaTable>,
+    /// The WAL sequence number the table holds everything up to (its `txn` version), -1 if none.
+    table_seq: i64,
+    /// The hourly roll-up (see [`rollup`]) and the sequence number it covers.
+    rollup: Option<DeltaTable>,
+    rollup_seq: i64,
     /// WAL sequence number → batches, for every durable record not yet in `table`.
     pending: BTreeMap<u64, Vec<RecordBatch>>,
     pending_rows: usize,
@@ -92,6 +100,7 @@ pub(crate) struct Inner {
     pub(crate) state: Arc<RwLock<Visible>>,
     dedup: Mutex<Dedup>,
     pub(crate) table_url: Url,
+    pub(crate) rollup_url: Url,
     pub(crate) backend: Option<Arc<dyn ObjectStore>>,
     pub(crate) app_id: String,
     pub(crate) flush_now: Notify,
@@ -156,8 +165,21 @@ impl Storage {
         let replayed = pending.len();
         let next_seq = (max_seq + 1).max(0) as u64;
 
+        let rollup_url = rollup_url(&table_url)?;
+        let rollup = load_table(&rollup_url, backend.clone()).await?;
+        let rollup_seq = match &rollup {
+            Some(t) => t
+                .snapshot()?
+                .transaction_version(t.log_store().as_ref(), &app_id)
+                .await?
+                .unwrap_or(-1),
+            None => -1,
+        };
         let state = Arc::new(RwLock::new(Visible {
             table,
+            table_seq: flushed,
+            rollup,
+            rollup_seq,
             pending,
             pending_rows,
         }));
@@ -194,6 +216,7 @@ impl Storage {
             state,
             dedup: Mutex::new(dedup),
             table_url,
+            rollup_url,
             backend,
             app_id,
             flush_now: Notify::new(),
@@ -279,7 +302,29 @@ impl Storage {
                 Err(e) => return Err(e),
             }
         };
-        Ok(Snapshot { table, pending })
+        // The roll-up, if it is in step with the table that was read.
+        let rollup = match (
+            &table,
+            load_table(&rollup_url(&table_url)?, backend.clone()).await?,
+        ) {
+            (Some(t), Some(r)) => {
+                let want = t
+                    .snapshot()?
+                    .transaction_version(t.log_store().as_ref(), &app_id)
+                    .await?;
+                let have = r
+                    .snapshot()?
+                    .transaction_version(r.log_store().as_ref(), &app_id)
+                    .await?;
+                (want.is_some() && want == have).then_some(r)
+            }
+            _ => None,
+        };
+        Ok(Snapshot {
+            table,
+            rollup,
+            pending,
+        })
     }
 
     /// Loads the ids of recent records (pending and in the table) into the dedup index.
@@ -447,10 +492,16 @@ impl Storage {
         match self.inner.state.read() {
             Ok(st) => Snapshot {
                 table: st.table.clone(),
+                rollup: if st.table_seq >= 0 && st.rollup_seq == st.table_seq {
+                    st.rollup.clone()
+                } else {
+                    None
+                },
                 pending: st.pending.values().flatten().cloned().collect(),
             },
             Err(_) => Snapshot {
                 table: None,
+                rollup: None,
                 pending: Vec::new(),
             },
         }
@@ -554,6 +605,19 @@ fn replay(wal_dir: &Path, flushed: i64, truncate: bool) -> Result<Replay, Storag
         }
     }
     Ok(r)
+}
+
+/// `requests_hourly` beside `requests`.
+fn rollup_url(table_url: &Url) -> Result<Url, StorageError> {
+    let url = table_url
+        .join(&format!("../{}/", rollup::ROLLUP_TABLE))
+        .map_err(|e| StorageError::Config(format!("roll-up table url: {e}")))?;
+    if url.scheme() == "file"
+        && let Ok(p) = url.to_file_path()
+    {
+        std::fs::create_dir_all(p)?;
+    }
+    Ok(url)
 }
 
 fn resolve_table(

@@ -37,12 +37,14 @@ pub fn memtable(batches: Vec<RecordBatch>) -> Arc<MemTable> {
 pub fn empty_catalog() -> TestCatalog {
     TestCatalog {
         tables: vec![("requests".into(), provider_as_source(memtable(vec![])))],
+        rollups: Vec::new(),
     }
 }
 
 pub fn catalog_of(table: Arc<MemTable>) -> TestCatalog {
     TestCatalog {
         tables: vec![("requests".into(), provider_as_source(table))],
+        rollups: Vec::new(),
     }
 }
 

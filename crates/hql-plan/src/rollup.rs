@@ -1,0 +1,570 @@
+//! Transparent use of an hourly roll-up.
+//!
+//! A query shaped like a dashboard tile — `T | where … | summarize count(), countif(…),
+//! sum(<summed column>) by <dimensions>, bin(created_at, <whole hours>) | …` — is answered from
+//! three sources when the catalog offers a roll-up for `T` ([`RollupSources`]):
+//!
+//! * the roll-up's rows for the whole hours inside the query's time bounds,
+//! * the flushed raw rows outside those hours (the partial hours at the edges),
+//! * every raw row not flushed yet (the roll-up only covers flushed rows),
+//!
+//! as one union in which a raw row counts 1 (`n`) and a roll-up row counts its `n`. The user's
+//! `where` is applied above the union (roll-up rows carry the start of their hour in
+//! `created_at`, which satisfies the time bounds exactly when the whole hour does), then
+//! `count()` becomes `coalesce(sum(n), 0)`, `countif(p)` becomes `coalesce(sum(iff(p, n, 0)), 0)`
+//! and `sum(x)` stays. Results are identical to the raw plan, which is used for every other shape.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{Column, ScalarValue, TableReference};
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, TableSource, cast, lit};
+use loupe_hql_syntax::ast::{
+    BinaryOp, CaseBranch, Expr as Ast, ExprKind, Ident, Literal, NamedExpr, Op, OpKind, Query,
+};
+
+use crate::expr::R;
+use crate::plan::ORG_COLUMN;
+use crate::{Catalog, PlanError, PlanOptions};
+
+/// What a roll-up-backed table offers the planner. All three share the columns of the table;
+/// `hourly` has the roll-up's columns (see `loupe_storage::rollup`).
+#[derive(Clone)]
+pub struct RollupSources {
+    /// One row per (org_id, hour in `created_at`, dimensions) with `n` and the sums.
+    pub hourly: Arc<dyn TableSource>,
+    /// The raw rows the roll-up covers.
+    pub flushed: Arc<dyn TableSource>,
+    /// The raw rows it does not cover yet.
+    pub pending: Arc<dyn TableSource>,
+}
+
+impl std::fmt::Debug for RollupSources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RollupSources")
+    }
+}
+
+/// Columns a roll-up row has exactly (besides `created_at`).
+const DIMENSIONS: &[&str] = &[
+    "org_id",
+    "model",
+    "provider",
+    "status",
+    "cache_hit",
+    "stream",
+    "day",
+];
+/// Columns a roll-up row holds the sum of.
+const SUMS: &[&str] = &[
+    "cost_usd",
+    "prompt_tokens",
+    "completion_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+];
+const TIME: &str = "created_at";
+const COUNT: &str = "n";
+const HOUR: i64 = 3_600_000_000;
+
+/// The roll-up plan of `q`, or `None` when its shape needs raw rows.
+pub(crate) fn try_plan(
+    q: &Query,
+    catalog: &dyn Catalog,
+    opts: &PlanOptions,
+) -> R<Option<(LogicalPlan, Vec<Op>)>> {
+    let Some(sources) = catalog.rollup(&q.source.name) else {
+        return Ok(None);
+    };
+    let Some(raw) = catalog.table(&q.source.name) else {
+        return Ok(None);
+    };
+    let Some((bounds, ops)) = rewrite(q, opts.now_micros) else {
+        return Ok(None);
+    };
+    let plan = union(
+        &q.source.name,
+        &sources,
+        raw.schema().as_ref(),
+        bounds,
+        opts,
+    )
+    .map_err(|e| PlanError::engine(q.source.span, &e))?;
+    Ok(Some((plan, ops)))
+}
+
+/// Whole hours `[lo, hi)` the time bounds fully include (`None`: unbounded on that side).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Hours {
+    lo: Option<i64>,
+    hi: Option<i64>,
+}
+
+fn floor_hour(t: i64) -> i64 {
+    t.div_euclid(HOUR) * HOUR
+}
+
+/// The rewritten operators (leading `where`s kept, the summarize rewritten, the rest as is).
+fn rewrite(q: &Query, now: i64) -> Option<(Hours, Vec<Op>)> {
+    let mut hours = Hours::default();
+    let mut ops = Vec::with_capacity(q.ops.len());
+    let mut it = q.ops.iter();
+    let summarize = loop {
+        let op = it.next()?;
+        match &op.kind {
+            OpKind::Where { predicate } => {
+                let mut conjuncts = Vec::new();
+                split_and(predicate, &mut conjuncts);
+                for c in conjuncts {
+                    if !time_bound(c, now, &mut hours) && !only_dimensions(c) {
+                        return None;
+                    }
+                }
+                ops.push(op.clone());
+            }
+            OpKind::Summarize { aggregates, by } => break (op, aggregates.clone(), by.clone()),
+            OpKind::Count => {
+                let agg = NamedExpr {
+                    alias: Some(ident("count", op.span)),
+                    expr: call("count", vec![], op.span),
+                    span: op.span,
+                };
+                break (op, vec![agg], Vec::new());
+            }
+            _ => return None,
+        }
+    };
+    let (op, aggregates, by) = summarize;
+    for b in &by {
+        if !(only_dimensions(&b.expr) || hourly_bin(&b.expr)) || b.output_name().is_none() {
+            return None;
+        }
+    }
+    let mut rewritten = Vec::with_capacity(aggregates.len());
+    for a in aggregates {
+        let name = a.output_name()?;
+        let span = a.expr.span;
+        let n = || column(COUNT, span);
+        let zero = || {
+            Ast::new(
+                ExprKind::Literal {
+                    value: Literal::Int(0),
+                },
+                span,
+            )
+        };
+        let expr = match &a.expr.kind {
+            ExprKind::Call { name: f, args } => match (f.name.as_str(), args.as_slice()) {
+                ("count", []) => call("coalesce", vec![call("sum", vec![n()], span), zero()], span),
+                ("countif", [p]) if only_dimensions(p) => {
+                    let iff = Ast::new(
+                        ExprKind::Case {
+                            branches: vec![CaseBranch {
+                                when: p.clone(),
+                                then: n(),
+                            }],
+                            otherwise: Box::new(zero()),
+                        },
+                        span,
+                    );
+                    call("coalesce", vec![call("sum", vec![iff], span), zero()], span)
+                }
+                ("sum", [x]) if matches!(&x.kind, ExprKind::Column { name } if SUMS.contains(&name.name.as_str())) => {
+                    a.expr.clone()
+                }
+                _ => return None,
+            },
+            _ => return None,
+        };
+        rewritten.push(NamedExpr {
+            alias: Some(ident(&name, a.alias.as_ref().map_or(span, |i| i.span))),
+            expr,
+            span: a.span,
+        });
+    }
+    ops.push(Op {
+        kind: OpKind::Summarize {
+            aggregates: rewritten,
+            by,
+        },
+        span: op.span,
+    });
+    ops.extend(it.cloned());
+    Some((hours, ops))
+}
+
+fn ident(name: &str, span: loupe_hql_syntax::Span) -> Ident {
+    Ident {
+        name: name.to_owned(),
+        quoted: false,
+        span,
+    }
+}
+
+fn column(name: &str, span: loupe_hql_syntax::Span) -> Ast {
+    Ast::new(
+        ExprKind::Column {
+            name: ident(name, span),
+        },
+        span,
+    )
+}
+
+fn call(name: &str, args: Vec<Ast>, span: loupe_hql_syntax::Span) -> Ast {
+    Ast::new(
+        ExprKind::Call {
+            name: ident(name, span),
+            args,
+        },
+        span,
+    )
+}
+
+fn split_and<'a>(e: &'a Ast, out: &mut Vec<&'a Ast>) {
+    match &e.kind {
+        ExprKind::Binary {
+            op: BinaryOp::And,
+            left,
+            right,
+        } => {
+            split_and(left, out);
+            split_and(right, out);
+        }
+        _ => out.push(e),
+    }
+}
+
+/// True if `e` reads no column but the roll-up's dimensions (and calls no aggregate: the
+/// planner rejects those in `where`/`by` anyway, the same way for both plans).
+fn only_dimensions(e: &Ast) -> bool {
+    let mut ok = true;
+    visit(e, &mut |x| match &x.kind {
+        ExprKind::Column { name } => ok &= DIMENSIONS.contains(&name.name.as_str()),
+        ExprKind::Property { .. } => ok = false,
+        _ => {}
+    });
+    ok
+}
+
+fn visit(e: &Ast, f: &mut dyn FnMut(&Ast)) {
+    f(e);
+    match &e.kind {
+        ExprKind::Literal { .. } | ExprKind::Column { .. } | ExprKind::Property { .. } => {}
+        ExprKind::Unary { operand, .. } => visit(operand, f),
+        ExprKind::Binary { left, right, .. } => {
+            visit(left, f);
+            visit(right, f);
+        }
+        ExprKind::Between {
+            expr, low, high, ..
+        } => {
+            visit(expr, f);
+            visit(low, f);
+            visit(high, f);
+        }
+        ExprKind::InList { expr, list, .. } => {
+            visit(expr, f);
+            list.iter().for_each(|x| visit(x, f));
+        }
+        ExprKind::IsNull { expr, .. } => visit(expr, f),
+        ExprKind::StringMatch { expr, pattern, .. } => {
+            visit(expr, f);
+            visit(pattern, f);
+        }
+        ExprKind::Call { args, .. } => args.iter().for_each(|x| visit(x, f)),
+        ExprKind::Case {
+            branches,
+            otherwise,
+        } => {
+            for b in branches {
+                visit(&b.when, f);
+                visit(&b.then, f);
+            }
+            visit(otherwise, f);
+        }
+    }
+}
+
+fn is_time_column(e: &Ast) -> bool {
+    matches!(&e.kind, ExprKind::Column { name } if name.name == TIME)
+}
+
+/// `bin(created_at, <a whole number of hours>)`.
+fn hourly_bin(e: &Ast) -> bool {
+    match &e.kind {
+        ExprKind::Call { name, args } if name.name == "bin" && args.len() == 2 => {
+            is_time_column(&args[0])
+                && matches!(&args[1].kind, ExprKind::Literal { value: Literal::Duration(d) } if *d > 0 && d % HOUR == 0)
+        }
+        _ => false,
+    }
+}
+
+/// A datetime the planner folds to a constant: `datetime(…)`, `now()`, `ago(d)`, `± d`.
+fn time_const(e: &Ast, now: i64) -> Option<i64> {
+    let dur = |e: &Ast| match &e.kind {
+        ExprKind::Literal {
+            value: Literal::Duration(d),
+        } => Some(*d),
+        _ => None,
+    };
+    match &e.kind {
+        ExprKind::Literal {
+            value: Literal::DateTime(t),
+        } => Some(*t),
+        ExprKind::Call { name, args } if name.name == "now" && args.is_empty() => Some(now),
+        ExprKind::Call { name, args } if name.name == "ago" && args.len() == 1 => {
+            now.checked_sub(dur(&args[0])?)
+        }
+        ExprKind::Binary {
+            op: BinaryOp::Add,
+            left,
+            right,
+        } => time_const(left, now)?.checked_add(dur(right)?),
+        ExprKind::Binary {
+            op: BinaryOp::Sub,
+            left,
+            right,
+        } => time_const(left, now)?.checked_sub(dur(right)?),
+        _ => None,
+    }
+}
+
+/// Records `created_at <op> constant` (either side) or `created_at between (a .. b)` in `hours`.
+fn time_bound(e: &Ast, now: i64, hours: &mut Hours) -> bool {
+    let mut lower = |h: i64| hours.lo = Some(hours.lo.map_or(h, |x| x.max(h)));
+    let lo_excl = |t: i64| -> Option<i64> { floor_hour(t).checked_add(HOUR) };
+    let lo_incl = |t: i64| -> Option<i64> { Some(floor_hour(t.checked_add(HOUR - 1)?)) };
+    let mut upper_vals = Vec::new();
+    match &e.kind {
+        ExprKind::Binary { op, left, right } => {
+            let (op, t) = if is_time_column(left) {
+                match time_const(right, now) {
+                    Some(t) => (*op, t),
+                    None => return false,
+                }
+            } else if is_time_column(right) {
+                let Some(t) = time_const(left, now) else {
+                    return false;
+                };
+                let flipped = match op {
+                    BinaryOp::Lt => BinaryOp::Gt,
+                    BinaryOp::LtEq => BinaryOp::GtEq,
+                    BinaryOp::Gt => BinaryOp::Lt,
+                    BinaryOp::GtEq => BinaryOp::LtEq,
+                    BinaryOp::Eq => BinaryOp::Eq,
+                    _ => return false,
+                };
+                (flipped, t)
+            } else {
+                return false;
+            };
+            match op {
+                BinaryOp::Gt => match lo_excl(t) {
+                    Some(h) => lower(h),
+                    None => return false,
+                },
+                BinaryOp::GtEq => match lo_incl(t) {
+                    Some(h) => lower(h),
+                    None => return false,
+                },
+                BinaryOp::Lt => upper_vals.push(floor_hour(t)),
+                BinaryOp::LtEq => match t.checked_add(1) {
+                    Some(u) => upper_vals.push(floor_hour(u)),
+                    None => return false,
+                },
+                BinaryOp::Eq => {
+                    // A single instant covers no whole hour.
+                    match (lo_incl(t), t.checked_add(1)) {
+                        (Some(h), Some(u)) => {
+                            lower(h);
+                            upper_vals.push(floor_hour(u));
+                        }
+                        _ => return false,
+                    }
+                }
+                _ => return false,
+            }
+        }
+        ExprKind::Between {
+            expr,
+            low,
+            high,
+            negated: false,
+        } if is_time_column(expr) => {
+            let (Some(a), Some(b)) = (time_const(low, now), time_const(high, now)) else {
+                return false;
+            };
+            match (lo_incl(a), b.checked_add(1)) {
+                (Some(h), Some(u)) => {
+                    lower(h);
+                    upper_vals.push(floor_hour(u));
+                }
+                _ => return false,
+            }
+        }
+        _ => return false,
+    }
+    for u in upper_vals {
+        hours.hi = Some(hours.hi.map_or(u, |x| x.min(u)));
+    }
+    true
+}
+
+fn ts(micros: i64) -> Expr {
+    lit(ScalarValue::TimestampMicrosecond(
+        Some(micros),
+        Some("UTC".into()),
+    ))
+}
+
+/// roll-up rows in `hours` ∪ flushed raw rows outside them ∪ unflushed raw rows, each branch
+/// scoped to the caller's org, all with the raw table's column types plus `n`.
+fn union(
+    name: &str,
+    s: &RollupSources,
+    raw: &datafusion::arrow::datatypes::Schema,
+    hours: Hours,
+    opts: &PlanOptions,
+) -> datafusion::error::Result<LogicalPlan> {
+    let mut columns: Vec<(&str, DataType)> = Vec::new();
+    for c in DIMENSIONS.iter().chain([TIME].iter()).chain(SUMS.iter()) {
+        columns.push((c, raw.field_with_name(c)?.data_type().clone()));
+    }
+    let org_type = raw.field_with_name(ORG_COLUMN)?.data_type().clone();
+    let branch = |source: &Arc<dyn TableSource>,
+                  table: &str,
+                  filter: Option<Expr>,
+                  counted: bool|
+     -> datafusion::error::Result<LogicalPlan> {
+        let t = TableReference::bare(table);
+        let c = |n: &str| Expr::Column(Column::new(Some(t.clone()), n));
+        let org = cast(lit(opts.org_id.clone()), org_type.clone());
+        let mut b = LogicalPlanBuilder::scan(t.clone(), source.clone(), None)?
+            .filter(c(ORG_COLUMN).eq(org))?;
+        if let Some(f) = filter {
+            b = b.filter(f)?;
+        }
+        let mut exprs: Vec<Expr> = columns
+            .iter()
+            .map(|(n, ty)| cast(c(n), ty.clone()).alias(*n))
+            .collect();
+        exprs.push(if counted {
+            cast(c(COUNT), DataType::Int64).alias(COUNT)
+        } else {
+            lit(1_i64).alias(COUNT)
+        });
+        b.project(exprs)?.build()
+    };
+    let tc = |t: &str| Expr::Column(Column::new(Some(TableReference::bare(t)), TIME));
+    let inside = |t: &str| -> Option<Expr> {
+        match (hours.lo, hours.hi) {
+            (None, None) => None,
+            (Some(lo), None) => Some(tc(t).gt_eq(ts(lo))),
+            (None, Some(hi)) => Some(tc(t).lt(ts(hi))),
+            (Some(lo), Some(hi)) => Some(tc(t).gt_eq(ts(lo)).and(tc(t).lt(ts(hi)))),
+        }
+    };
+    let hourly_name = format!("{name}_hourly");
+    let flushed_name = format!("{name}_flushed");
+    let pending_name = format!("{name}_pending");
+    let a = branch(&s.hourly, &hourly_name, inside(&hourly_name), true)?;
+    let mut plan = LogicalPlanBuilder::from(a);
+    if let Some(outside) = match (hours.lo, hours.hi) {
+        (None, None) => None,
+        (Some(lo), None) => Some(tc(&flushed_name).lt(ts(lo))),
+        (None, Some(hi)) => Some(tc(&flushed_name).gt_eq(ts(hi))),
+        (Some(lo), Some(hi)) => Some(
+            tc(&flushed_name)
+                .lt(ts(lo))
+                .or(tc(&flushed_name).gt_eq(ts(hi))),
+        ),
+    } {
+        plan = plan.union(branch(&s.flushed, &flushed_name, Some(outside), false)?)?;
+    }
+    plan = plan.union(branch(&s.pending, &pending_name, None, false)?)?;
+    plan.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_790_000_000_000_000 + 1_234; // not on an hour
+
+    fn hours_of(src: &str) -> Option<Hours> {
+        let q = loupe_hql_syntax::parse(src).expect("parse");
+        rewrite(&q, NOW).map(|(h, _)| h)
+    }
+
+    #[test]
+    fn dashboard_shapes_are_rewritten_with_their_whole_hours() {
+        let base = floor_hour(NOW);
+        let d7 = floor_hour(NOW - 7 * 24 * HOUR) + HOUR;
+        let h = hours_of(
+            "requests | where created_at > ago(7d) | summarize n = count(), c = sum(cost_usd) by model",
+        );
+        assert_eq!(
+            h,
+            Some(Hours {
+                lo: Some(d7),
+                hi: None
+            })
+        );
+        let h = hours_of(
+            "requests | where created_at >= datetime(2026-01-01) and created_at < datetime(2026-01-02 10:30) and status >= 400 | count",
+        );
+        assert_eq!(
+            h,
+            Some(Hours {
+                lo: Some(1_767_225_600_000_000),
+                hi: Some(1_767_225_600_000_000 + 34 * HOUR)
+            })
+        );
+        let h = hours_of(
+            "requests | summarize requests = count(), hits = countif(cache_hit) by day = bin(created_at, 1d), provider | sort by day",
+        );
+        assert_eq!(h, Some(Hours::default()));
+        let h = hours_of(
+            "requests | where now() - 1h <= created_at | summarize count() by bin(created_at, 1h)",
+        );
+        assert_eq!(
+            h,
+            Some(Hours {
+                lo: Some(base),
+                hi: None
+            })
+        );
+        // One instant covers no whole hour.
+        let h = hours_of("requests | where created_at == datetime(2026-01-01) | count")
+            .expect("rewritten");
+        assert!(h.lo >= h.hi);
+    }
+
+    #[test]
+    fn other_shapes_read_raw_rows() {
+        for q in [
+            "requests | summarize p95(latency_ms) by model",
+            "requests | summarize dcount(user_id) by model",
+            "requests | summarize sum(cost_usd) by user_id",
+            "requests | where isnotempty(user_id) | summarize count() by model",
+            "requests | where properties.feature == 'x' | count",
+            "requests | summarize count() by bin(created_at, 30m)",
+            "requests | summarize count() by created_at",
+            "requests | where created_at > ago(7d) or status == 500 | count",
+            "requests | where created_at != datetime(2026-01-01) | count",
+            "requests | where created_at > ago(7d)",
+            "requests | extend x = 1 | count",
+            "requests | summarize sum(latency_ms) by model",
+            "requests | summarize count() + 1 by model",
+            "requests | summarize countif(latency_ms > 5) by model",
+            "requests | summarize avg(cost_usd)",
+            "requests | summarize max(total_tokens)",
+            "requests | where bin(created_at, 1h) > ago(1d) | count",
+        ] {
+            assert_eq!(hours_of(q), None, "{q}");
+        }
+    }
+}
