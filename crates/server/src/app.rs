@@ -21,7 +21,8 @@ pub struct AppState {
     pub storage: Storage,
     pub query: loupe_query::QueryEngine,
     pub prices: Arc<PriceTable>,
-    pub keys: KeyStore,
+    pub keys: Arc<KeyStore>,
+    pub gateway: Option<Arc<loupe_gateway::Gateway>>,
     pub limits: IngestLimits,
     pub max_body_bytes: usize,
 }
@@ -49,7 +50,12 @@ pub fn router(state: Shared) -> Router {
             helicone_log(s, h, b, HeliconeRoute::Custom)
         }),
     );
-    r.fallback(not_found).with_state(state)
+    let gateway = state.gateway.clone();
+    let r = r.fallback(not_found).with_state(state);
+    match gateway {
+        Some(g) => r.merge(g.router()),
+        None => r,
+    }
 }
 
 async fn not_found() -> ApiError {
@@ -84,6 +90,10 @@ async fn metrics(State(st): State<Shared>) -> impl IntoResponse {
         st.storage.pending_rows(),
         st.storage.wal_bytes(),
     );
+    let body = match &st.gateway {
+        Some(g) => body + &g.render_prometheus(),
+        None => body,
+    };
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 

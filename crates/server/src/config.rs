@@ -19,6 +19,8 @@ pub struct Config {
     pub prices: PricesConfig,
     pub auth: AuthConfig,
     pub query: QueryConfig,
+    pub gateway: loupe_gateway::GatewayConfig,
+    pub providers: loupe_gateway::ProvidersConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -97,6 +97,15 @@ pub struct KeyStore {
     state: RwLock<(Option<FileVersion>, HashMap<String, String>)>,
 }
 
+impl loupe_gateway::KeyResolver for KeyStore {
+    fn enabled(&self) -> bool {
+        KeyStore::enabled(self)
+    }
+    fn org_of(&self, key: &str) -> Option<String> {
+        KeyStore::org_of(self, key)
+    }
+}
+
 impl KeyStore {
     pub fn open(path: PathBuf) -> Result<KeyStore, String> {
         let ks = KeyStore {

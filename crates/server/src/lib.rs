@@ -45,11 +45,21 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot open storage: {e}"))?;
     let query = loupe_query::QueryEngine::new(storage.clone(), cfg.query.limits());
+    let keys = Arc::new(keys);
+    let gateway = loupe_gateway::Gateway::new(
+        cfg.gateway.clone(),
+        cfg.providers.clone(),
+        prices.clone(),
+        Arc::new(storage.clone()),
+        keys.clone(),
+    )
+    .map_err(|e| format!("gateway: {e}"))?;
     let state = Arc::new(app::AppState {
         storage: storage.clone(),
         query,
         prices,
         keys,
+        gateway: Some(gateway.clone()),
         limits: cfg.ingest,
         max_body_bytes: cfg.server.max_body_bytes,
     });
@@ -64,6 +74,7 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("server error: {e}"))?;
     tracing::info!("shutting down: flushing acknowledged records");
+    gateway.shutdown().await;
     storage.shutdown().await;
     Ok(())
 }
