@@ -176,13 +176,29 @@ def test_openai_and_anthropic_sdks_through_the_gateway(loupe_factory, provider):
     aup = [q for q in provider.requests if q["path"] == "/v1/messages"]
     assert all(q["headers"]["x-api-key"] == "sk-ant-upstream-SECRET" for q in aup)
 
-    wait_rows(loupe, 6)
+    # The OpenAI SDK calling a Claude model: translated to Messages and back, plain and streamed.
+    tr = oai.chat.completions.create(model="claude-sonnet-4-5-20250929", messages=[
+        {"role": "system", "content": "Be terse."}, {"role": "user", "content": "Largest planet?"}],
+        extra_headers={"Helicone-Property-Feature": "translated"})
+    want_a = json.loads(fixture("anthropic_messages_response.json"))
+    assert tr.choices[0].message.content == "".join(b["text"] for b in want_a["content"] if b["type"] == "text")
+    assert tr.usage.completion_tokens == want_a["usage"]["output_tokens"]
+    trs = list(oai.chat.completions.create(model="claude-sonnet-4-5-20250929", stream=True,
+                                           stream_options={"include_usage": True},
+                                           messages=[{"role": "user", "content": "Largest planet?"}]))
+    assert "".join(c.choices[0].delta.content or "" for c in trs if c.choices)
+    assert trs[-1].usage is not None and trs[-1].usage.prompt_tokens >= 1800
+    sent = [q for q in provider.requests if q["path"] == "/v1/messages"][-2:]
+    assert sent[0]["body"]["system"] == "Be terse." and sent[0]["body"]["max_tokens"] > 0
+    assert sent[0]["headers"]["x-api-key"] == "sk-ant-upstream-SECRET"
+
+    wait_rows(loupe, 8)
     rows = {r["request_id"]: r for r in hql(loupe,
         "requests | project request_id, provider, model, path, status, stream, prompt_tokens, completion_tokens, "
         "cache_read_tokens, cache_write_tokens, total_tokens, cost_usd, price_known, user_id, session_id, "
         "session_path, session_name, feature = properties.feature, ttft_ms, latency_ms, error_type, "
         "retry = upstream_headers['retry-after'], source, request_body, response_body")}
-    assert len(rows) == 6
+    assert len(rows) == 8
     p = rows["9b2f5c1e-3a4d-4e5f-8a7b-1c2d3e4f5a6b"]
     u = want["usage"]
     assert (p["prompt_tokens"], p["completion_tokens"]) == (u["prompt_tokens"], u["completion_tokens"])
@@ -197,7 +213,9 @@ def test_openai_and_anthropic_sdks_through_the_gateway(loupe_factory, provider):
     assert st["ttft_ms"] is not None and 0 <= st["ttft_ms"] <= st["latency_ms"]
     limited = [r for r in rows.values() if r["status"] == 429]
     assert len(limited) == 1 and limited[0]["retry"] == "1" and limited[0]["error_type"]
-    anth = [r for r in rows.values() if r["provider"] == "anthropic"]
+    translated = [r for r in rows.values() if r["provider"] == "anthropic" and r["path"] == "/v1/chat/completions"]
+    assert len(translated) == 2 and all(r["prompt_tokens"] > 0 and r["price_known"] for r in translated)
+    anth = [r for r in rows.values() if r["provider"] == "anthropic" and r["path"] == "/v1/messages"]
     assert len(anth) == 2
     a_plain = [r for r in anth if not r["stream"]][0]
     a_stream = [r for r in anth if r["stream"]][0]

@@ -5,6 +5,7 @@
 //! and the dropped record is counted). It must not depend on storage, Parquet, DataFusion or
 //! the server: keys come in through [`KeyResolver`], records go out through [`EventSink`].
 
+mod anthropic;
 pub mod config;
 pub mod error;
 mod proxy;

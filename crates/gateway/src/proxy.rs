@@ -267,6 +267,8 @@ struct Route {
     /// The model name sent upstream (prefix stripped, map applied).
     model: String,
     url: String,
+    /// OpenAI chat/completions sent to an Anthropic model: translate both ways.
+    translate: bool,
 }
 
 fn route(
@@ -296,6 +298,7 @@ fn route(
             },
             model: model.to_owned(),
             url: format!("{}{path}", target.trim_end_matches('/')),
+            translate: false,
         });
     }
     let (provider, upstream_model) = match model.split_once('/') {
@@ -316,10 +319,11 @@ fn route(
             "provider '{provider}' has no base_url; set providers.{provider}.base_url"
         )));
     }
+    let translate = config.kind == ProviderKind::Anthropic && ep == Endpoint::Chat;
     match (config.kind, ep.anthropic()) {
-        (ProviderKind::Anthropic, false) => {
+        (ProviderKind::Anthropic, false) if !translate => {
             return Err(GatewayError::BadRequest(format!(
-                "model '{model}' is served by '{provider}' (Anthropic Messages API); call POST /v1/messages with the anthropic SDK. Translating OpenAI {} to Messages is not supported yet",
+                "model '{model}' is served by '{provider}' (Anthropic Messages API), which has no {} endpoint; use /v1/chat/completions or /v1/messages",
                 ep.suffix()
             )));
         }
@@ -332,6 +336,7 @@ fn route(
     }
     let base = config.base_url.trim_end_matches('/');
     let url = match config.kind {
+        ProviderKind::Anthropic => format!("{base}/messages"),
         ProviderKind::Azure => format!(
             "{base}/openai/deployments/{upstream_model}{}?api-version={}",
             ep.suffix(),
@@ -344,6 +349,7 @@ fn route(
         config,
         model: upstream_model,
         url,
+        translate,
     })
 }
 
@@ -477,6 +483,14 @@ async fn forward(
             modified = true;
         }
     }
+    let client_wants_usage = json
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        == Some(true);
+    if route.translate {
+        json = crate::anthropic::request_to_messages(&json, &route.model)?;
+        modified = true;
+    }
     let upstream_body = if modified {
         Bytes::from(serde_json::to_vec(&json).map_err(|e| GatewayError::BadRequest(e.to_string()))?)
     } else {
@@ -577,6 +591,9 @@ async fn forward(
         .is_some_and(|v| v.starts_with("text/event-stream"));
     if is_sse && status.is_success() {
         let state = StreamState {
+            translator: route
+                .translate
+                .then(|| crate::anthropic::StreamTranslator::new(client_wants_usage)),
             splitter: EventSplitter::default(),
             usage_events: String::new(),
             body_copy: (!call.meta.omit_response).then(BytesMut::new),
@@ -659,6 +676,19 @@ async fn forward(
             call.record.error_message = m;
         }
     }
+    // An Anthropic answer to an OpenAI-shaped call goes back in OpenAI's shape.
+    let bytes = match (&parsed, route.translate) {
+        (Some(v), true) => {
+            let out = if status.is_success() {
+                crate::anthropic::response_to_chat(v)
+            } else {
+                crate::anthropic::error_to_openai(v)
+            };
+            out_headers.insert("content-type", HeaderValue::from_static("application/json"));
+            Bytes::from(serde_json::to_vec(&out).unwrap_or_default())
+        }
+        _ => bytes,
+    };
     if !call.meta.omit_response && bytes.len() <= gw.cfg.max_stored_body_bytes {
         call.record.response_body = Some(String::from_utf8_lossy(&bytes).into_owned());
     }
@@ -734,6 +764,8 @@ impl Call {
 
 /// Per-stream state; its `Drop` records the call, finished or cut off.
 struct StreamState {
+    /// Set when an Anthropic stream is answered to an OpenAI client.
+    translator: Option<crate::anthropic::StreamTranslator>,
     splitter: EventSplitter,
     /// `data:` payloads that carry usage, as SSE text for [`Usage::from_sse`].
     usage_events: String,
@@ -810,6 +842,16 @@ impl StreamState {
                 }
             }
             if drop_event {
+                continue;
+            }
+            let ev = match self.translator.as_mut() {
+                Some(t) => match data_of(&ev) {
+                    Some(d) => Bytes::from(t.event(&d)),
+                    None => continue,
+                },
+                None => ev,
+            };
+            if ev.is_empty() {
                 continue;
             }
             if let (Some(copy), Some(c)) = (self.body_copy.as_mut(), self.call.as_ref()) {

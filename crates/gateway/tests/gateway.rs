@@ -264,14 +264,26 @@ async fn bad_input_and_unreachable_providers_answer_in_openai_shape() {
     );
     let r = post("not json").await.expect("send");
     assert_eq!(r.status(), 400);
+    // A Claude model over chat/completions is translated; with no Anthropic key configured and
+    // none sent, it stops here with a 401 that says how to fix it (nothing leaves the machine).
     let r = post(r#"{"model":"claude-haiku-4-5","messages":[]}"#)
         .await
         .expect("send");
-    assert_eq!(
-        r.status(),
-        400,
-        "chat → Anthropic translation is refused clearly"
+    assert_eq!(r.status(), 401);
+    let v: serde_json::Value = r.json().await.expect("json");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("providers.anthropic.api_key")),
+        "{v}"
     );
+    let r = client
+        .post(format!("{url}/v1/embeddings"))
+        .body(r#"{"model":"claude-haiku-4-5","input":"x"}"#)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 400, "Anthropic has no embeddings endpoint");
     // Anthropic's error shape on /v1/messages.
     let r = client
         .post(format!("{url}/v1/messages"))
