@@ -270,3 +270,30 @@ def test_omit_headers_and_keys_mode(loupe_factory, provider, tmp_path):
     assert rows[0]["request_body"] is None and rows[0]["response_body"] is None
     assert rows[1]["request_body"] and rows[1]["response_body"] and rows[0]["prompt_tokens"] > 0
     assert "sk-caller-own-key" not in json.dumps(rows)
+
+
+def test_openai_node_sdk_through_the_gateway(loupe_factory, provider):
+    """The official openai npm package (tests/e2e/node, installed by scripts/test) with only baseURL
+    changed: plain and streamed chat; the stream shows no usage chunk the client did not ask for."""
+    import subprocess
+    node_dir = os.path.join(os.path.dirname(__file__), "node")
+    assert os.path.isdir(os.path.join(node_dir, "node_modules", "openai")), "run ./scripts/test (npm ci)"
+    loupe = loupe_factory(env={
+        "LOUPE__PROVIDERS__OPENAI__BASE_URL": provider.url + "/v1",
+        "LOUPE__PROVIDERS__OPENAI__API_KEY": "sk-upstream-SECRET",
+    })
+    out = subprocess.run(["node", "chat.mjs"], cwd=node_dir, env=dict(os.environ, LOUPE_URL=loupe.base),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout)
+    want = json.loads(fixture("openai_chat_response.json"))
+    assert seen["plain"] == want["choices"][0]["message"]["content"]
+    assert seen["usage"]["prompt_tokens"] == want["usage"]["prompt_tokens"]
+    assert seen["text"] and seen["emptyChoices"] == 0
+    wait_rows(loupe, 2)
+    rows = hql(loupe, "requests | project stream, client = properties.client, user_id, prompt_tokens, "
+                      "completion_tokens, cost_usd, ttft_ms | sort by stream asc")
+    assert [r["stream"] for r in rows] == [False, True]
+    assert all(r["client"] == "node" and r["user_id"] == "node_user" for r in rows)
+    assert rows[1]["prompt_tokens"] == 17 and rows[1]["completion_tokens"] == 3 and rows[1]["ttft_ms"] is not None
+    assert rows[0]["cost_usd"] is not None and rows[1]["cost_usd"] is not None
