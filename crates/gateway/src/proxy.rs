@@ -545,7 +545,7 @@ async fn forward(
     let timeout = Duration::from_secs(gw.cfg.upstream_timeout_secs.max(1));
     let resp = match tokio::time::timeout(timeout, req.send()).await {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
+        Ok(Err(e)) if e.is_connect() => {
             let err = GatewayError::Upstream(format!(
                 "cannot reach provider '{}' at {}: {}",
                 route.provider,
@@ -553,6 +553,14 @@ async fn forward(
                 error_chain(&e)
             ));
             return Err(call.fail(502, "upstream_unreachable", err));
+        }
+        Ok(Err(e)) => {
+            let err = GatewayError::Upstream(format!(
+                "provider '{}' broke off the connection: {}",
+                route.provider,
+                error_chain(&e)
+            ));
+            return Err(call.fail(502, "upstream_broken", err));
         }
         Err(_) => {
             let err = GatewayError::Timeout(format!(

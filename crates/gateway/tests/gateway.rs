@@ -300,3 +300,185 @@ async fn bad_input_and_unreachable_providers_answer_in_openai_shape() {
     assert_eq!(recs[0].status, 502);
     assert_eq!(recs[0].error_type.as_deref(), Some("upstream_unreachable"));
 }
+
+mod with_fixtures {
+    //! Against testkit's mock provider (recorded fixtures).
+    use super::*;
+    use loupe_testkit::mock_upstream::MockUpstream;
+
+    async fn setup(timeout_secs: u64) -> (MockUpstream, Arc<Gateway>, String, Arc<Collect>) {
+        let mock = MockUpstream::start().await;
+        let sink = Arc::new(Collect::default());
+        let prices = Arc::new(PriceTable::bundled().expect("prices"));
+        let gw = Gateway::new(
+            GatewayConfig {
+                upstream_timeout_secs: timeout_secs,
+                ..GatewayConfig::default()
+            },
+            providers(&mock.url),
+            prices,
+            sink.clone(),
+            Arc::new(NoKeys),
+        )
+        .expect("gateway");
+        let url = serve(gw.router()).await;
+        (mock, gw, url, sink)
+    }
+
+    async fn chat(url: &str, body: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(format!("{url}/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("send")
+    }
+
+    #[tokio::test]
+    async fn streamed_and_unstreamed_calls_cost_the_same() {
+        let (_mock, gw, url, sink) = setup(30).await;
+        let plain = chat(&url, r#"{"model":"gpt-4o-mini","messages":[]}"#).await;
+        assert_eq!(plain.status(), 200);
+        let _ = plain.text().await;
+        let s = chat(
+            &url,
+            r#"{"model":"gpt-4o-mini","messages":[],"stream":true}"#,
+        )
+        .await;
+        let text = s.text().await.expect("stream");
+        assert!(!text.contains("\"choices\":[]"), "usage chunk leaked");
+        assert!(text.ends_with("data: [DONE]\n\n"));
+        gw.shutdown().await;
+        let recs = sink.records.lock().expect("lock").clone();
+        assert_eq!(recs.len(), 2);
+        assert!(recs[0].cost_usd.is_some() && recs[0].price_known);
+        assert_eq!(recs[0].cost_usd, recs[1].cost_usd);
+        assert_eq!(
+            (recs[0].prompt_tokens, recs[0].completion_tokens),
+            (recs[1].prompt_tokens, recs[1].completion_tokens)
+        );
+        assert!(recs[1].stream && recs[1].ttft_ms.is_some());
+    }
+
+    #[tokio::test]
+    async fn rate_limits_resets_and_timeouts() {
+        let (mock, gw, url, sink) = setup(1).await;
+        let r = chat(&url, r#"{"model":"mock-429","messages":[]}"#).await;
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()["retry-after"], "1");
+        assert_eq!(r.headers()["x-ratelimit-remaining-tokens"], "10");
+        let body: serde_json::Value = r.json().await.expect("json");
+        let want: serde_json::Value = serde_json::from_str(
+            &loupe_testkit::mock_upstream::provider_fixture("openai_error_429.json"),
+        )
+        .expect("fixture");
+        assert_eq!(body, want, "the provider's body, unchanged");
+        let r = chat(&url, r#"{"model":"mock-reset","messages":[]}"#).await;
+        assert_eq!(r.status(), 502);
+        let r = chat(&url, r#"{"model":"mock-hang","messages":[]}"#).await;
+        assert_eq!(r.status(), 504);
+        let v: serde_json::Value = r.json().await.expect("json");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("upstream_timeout_secs"))
+        );
+        gw.shutdown().await;
+        let recs = sink.records.lock().expect("lock").clone();
+        let by = |m: &str| recs.iter().find(|r| r.model == m).cloned().expect(m);
+        let limited = by("mock-429");
+        assert_eq!(limited.status, 429);
+        assert_eq!(
+            limited
+                .upstream_headers
+                .get("retry-after")
+                .map(String::as_str),
+            Some("1")
+        );
+        assert_eq!(
+            limited
+                .upstream_headers
+                .get("x-request-id")
+                .map(String::as_str),
+            Some("req_fixture0000000000000000000001")
+        );
+        assert_eq!(
+            by("mock-reset").error_type.as_deref(),
+            Some("upstream_broken")
+        );
+        assert_eq!(
+            by("mock-hang").error_type.as_deref(),
+            Some("upstream_timeout")
+        );
+        // Loupe's own headers never reach the provider; the configured key does.
+        for q in mock.requests() {
+            assert_eq!(q.header("authorization"), Some("Bearer sk-test"));
+            assert!(
+                q.headers
+                    .iter()
+                    .all(|(k, _)| !k.starts_with("helicone-") && !k.starts_with("loupe-"))
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn header_variants_request_ids_and_omit() {
+        let (_mock, gw, url, sink) = setup(30).await;
+        let c = reqwest::Client::new();
+        let send = |h: Vec<(&'static str, &'static str)>| {
+            let mut r = c
+                .post(format!("{url}/v1/chat/completions"))
+                .header("content-type", "application/json")
+                .header("authorization", "Bearer sk-caller")
+                .body(r#"{"model":"gpt-4o-mini","messages":[],"user":"body_user"}"#);
+            for (k, v) in h {
+                r = r.header(k, v);
+            }
+            r.send()
+        };
+        let r = send(vec![
+            ("Helicone-Request-Id", "not-a-uuid"),
+            ("Loupe-Property-Team", "search"),
+            ("Helicone-Omit-Request", "true"),
+            ("Helicone-Model-Override", "gpt-4o"),
+        ])
+        .await
+        .expect("send");
+        let id = r.headers()["helicone-id"].to_str().expect("id").to_owned();
+        assert_eq!(r.headers()["loupe-id"].to_str().expect("id"), id);
+        assert!(uuid::Uuid::parse_str(&id).is_ok());
+        let _ = r.text().await;
+        let r = send(vec![
+            ("Loupe-Request-Id", "4f0c1b0e-7a0e-4d6b-9c55-0b7f3c1e5d2a"),
+            ("Helicone-User-Id", "header_user"),
+            ("Loupe-Omit-Response", "TRUE"),
+        ])
+        .await
+        .expect("send");
+        let _ = r.text().await;
+        gw.shutdown().await;
+        let recs = sink.records.lock().expect("lock").clone();
+        assert_eq!(recs.len(), 2);
+        let (a, b) = (&recs[0], &recs[1]);
+        assert_eq!(a.request_id.to_string(), id);
+        assert_eq!(a.properties.get("team").map(String::as_str), Some("search"));
+        assert!(a.request_body.is_none() && a.response_body.is_some());
+        assert_eq!(a.model, "gpt-4o", "model override prices the call");
+        assert_eq!(a.user_id.as_deref(), Some("body_user"));
+        assert_eq!(
+            b.request_id.to_string(),
+            "4f0c1b0e-7a0e-4d6b-9c55-0b7f3c1e5d2a"
+        );
+        assert_eq!(b.user_id.as_deref(), Some("header_user"));
+        assert!(b.request_body.is_some() && b.response_body.is_none());
+        for r in &recs {
+            assert!(
+                !r.request_body
+                    .clone()
+                    .unwrap_or_default()
+                    .contains("sk-caller")
+            );
+        }
+    }
+}

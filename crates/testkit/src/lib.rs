@@ -1,6 +1,6 @@
 //! Development-only test kit for Loupe: a deterministic generator of realistic synthetic LLM
 //! request logs ([`Generator`], the `loupe-gen` binary and NDJSON output in the native ingest
-//! format), and later a mock upstream provider and fixture helpers. Used by benches, fixture
+//! format), and a mock LLM provider on loopback ([`mock_upstream`]) serving the recorded fixtures. Used by benches, fixture
 //! datasets and tests; never shipped in the server. It depends only on `loupe-model` and small
 //! crates, and must not depend on Loupe's server, storage or query engine (so those crates can
 //! use it in their own tests).
@@ -27,6 +27,7 @@ mod bodies;
 mod catalog;
 mod errors;
 mod generator;
+pub mod mock_upstream;
 mod native;
 mod rng;
 mod timeline;
