@@ -862,6 +862,14 @@ impl StreamState {
             if ev.is_empty() {
                 continue;
             }
+            // Asking for usage makes OpenAI add `"usage":null` to every chunk; take it out again
+            // so a client that did not ask sees the bytes it would have seen. (Inside a JSON
+            // string the quotes would be escaped, so this text only ever matches the field.)
+            let ev = if self.strip_usage_chunk {
+                strip_null_usage(ev)
+            } else {
+                ev
+            };
             if let (Some(copy), Some(c)) = (self.body_copy.as_mut(), self.call.as_ref()) {
                 if copy.len() + ev.len() <= c.gw.cfg.max_stored_body_bytes {
                     copy.extend_from_slice(&ev);
@@ -873,6 +881,24 @@ impl StreamState {
         }
         out.freeze()
     }
+}
+
+const NULL_USAGE: &[u8] = b",\"usage\":null";
+
+fn strip_null_usage(ev: Bytes) -> Bytes {
+    let Some(first) = ev.windows(NULL_USAGE.len()).position(|w| w == NULL_USAGE) else {
+        return ev;
+    };
+    let mut out = BytesMut::with_capacity(ev.len());
+    let mut rest = &ev[..];
+    let mut at = Some(first);
+    while let Some(i) = at {
+        out.extend_from_slice(&rest[..i]);
+        rest = &rest[i + NULL_USAGE.len()..];
+        at = rest.windows(NULL_USAGE.len()).position(|w| w == NULL_USAGE);
+    }
+    out.extend_from_slice(rest);
+    out.freeze()
 }
 
 impl Drop for StreamState {
@@ -903,5 +929,24 @@ impl Drop for StreamState {
         }
         let ttft = call.record.ttft_ms;
         call.finish(usage, ttft);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn null_usage_fields_are_removed_and_nothing_else() {
+        let ev = Bytes::from_static(
+            b"data: {\"id\":\"c\",\"choices\":[{\"delta\":{\"content\":\",\\\"usage\\\":null\"}}],\"usage\":null}\n\n",
+        );
+        let out = strip_null_usage(ev);
+        assert_eq!(
+            &out[..],
+            &b"data: {\"id\":\"c\",\"choices\":[{\"delta\":{\"content\":\",\\\"usage\\\":null\"}}]}\n\n"[..]
+        );
+        let plain = Bytes::from_static(b"data: [DONE]\n\n");
+        assert_eq!(strip_null_usage(plain.clone()), plain);
     }
 }
