@@ -348,7 +348,10 @@ mod with_fixtures {
         .await;
         let text = s.text().await.expect("stream");
         assert!(!text.contains("\"choices\":[]"), "usage chunk leaked");
-        assert!(!text.contains("usage"), "the client did not ask for usage: {text}");
+        assert!(
+            !text.contains("usage"),
+            "the client did not ask for usage: {text}"
+        );
         assert!(text.ends_with("data: [DONE]\n\n"));
         gw.shutdown().await;
         let recs = sink.records.lock().expect("lock").clone();
