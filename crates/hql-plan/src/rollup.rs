@@ -45,26 +45,14 @@ impl std::fmt::Debug for RollupSources {
     }
 }
 
-/// Columns a roll-up row has exactly (besides `created_at`).
-const DIMENSIONS: &[&str] = &[
-    "org_id",
-    "model",
-    "provider",
-    "status",
-    "cache_hit",
-    "stream",
-    "day",
-];
-/// Columns a roll-up row holds the sum of.
-const SUMS: &[&str] = &[
-    "cost_usd",
-    "prompt_tokens",
-    "completion_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "total_tokens",
-];
+use loupe_model::schema::{PARTITION_COLUMN, ROLLUP_DIMENSIONS, ROLLUP_SUMS as SUMS};
+
+/// Columns a roll-up row has exactly (besides `created_at`): the org, the grouping columns and
+/// the day (derived from the hour).
+fn is_dimension(name: &str) -> bool {
+    name == ORG_COLUMN || name == PARTITION_COLUMN || ROLLUP_DIMENSIONS.contains(&name)
+}
+
 const TIME: &str = "created_at";
 const COUNT: &str = "n";
 const HOUR: i64 = 3_600_000_000;
@@ -241,7 +229,7 @@ fn split_and<'a>(e: &'a Ast, out: &mut Vec<&'a Ast>) {
 fn only_dimensions(e: &Ast) -> bool {
     let mut ok = true;
     visit(e, &mut |x| match &x.kind {
-        ExprKind::Column { name } => ok &= DIMENSIONS.contains(&name.name.as_str()),
+        ExprKind::Column { name } => ok &= is_dimension(&name.name),
         ExprKind::Property { .. } => ok = false,
         _ => {}
     });
@@ -430,7 +418,10 @@ fn union(
     opts: &PlanOptions,
 ) -> datafusion::error::Result<LogicalPlan> {
     let mut columns: Vec<(&str, DataType)> = Vec::new();
-    for c in DIMENSIONS.iter().chain([TIME].iter()).chain(SUMS.iter()) {
+    let dims = [ORG_COLUMN, PARTITION_COLUMN]
+        .into_iter()
+        .chain(ROLLUP_DIMENSIONS.iter().copied());
+    for c in dims.chain([TIME]).chain(SUMS.iter().copied()) {
         columns.push((c, raw.field_with_name(c)?.data_type().clone()));
     }
     let org_type = raw.field_with_name(ORG_COLUMN)?.data_type().clone();

@@ -20,6 +20,20 @@ pub const COST_SCALE: i8 = 18;
 /// Name of the partition column (UTC day of `created_at`).
 pub const PARTITION_COLUMN: &str = "day";
 
+/// Columns the hourly roll-up (`requests_hourly`) groups by, besides `org_id` and the hour of
+/// `created_at`. Shared by the storage that writes it and the planner that reads it.
+pub const ROLLUP_DIMENSIONS: &[&str] = &["model", "provider", "status", "cache_hit", "stream"];
+/// Columns the roll-up holds the sums of (same names as in `requests`).
+pub const ROLLUP_SUMS: &[&str] = &[
+    "cost_usd",
+    "prompt_tokens",
+    "completion_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+];
+
 fn ts() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }

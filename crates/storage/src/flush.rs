@@ -147,11 +147,7 @@ pub(crate) async fn flush_once(inner: &Inner) -> Result<(), StorageError> {
     let retrying = inner.flush_failed.swap(true, Ordering::SeqCst);
     let already = if retrying && table.version().is_some() {
         table.update_state().await?;
-        table
-            .snapshot()?
-            .transaction_version(table.log_store().as_ref(), &inner.app_id)
-            .await?
-            .unwrap_or(-1)
+        crate::txn_seq(Some(&table), &inner.app_id).await?
     } else {
         -1
     };
@@ -273,16 +269,7 @@ pub(crate) async fn compact(inner: &Inner) -> Result<(), StorageError> {
     };
     let target =
         NonZeroU64::new(inner.cfg.compact_target_bytes.max(1 << 20)).unwrap_or(NonZeroU64::MIN);
-    let (table, metrics) = table
-        .optimize()
-        .with_target_size(target)
-        .with_writer_properties(writer_properties())
-        .await?;
-    let (table, _) = table
-        .vacuum()
-        .with_retention_period(chrono::Duration::hours(VACUUM_RETENTION_HOURS))
-        .with_enforce_retention_duration(false)
-        .await?;
+    let (table, metrics) = optimize_and_vacuum(table, target).await?;
     install(inner, table)?;
     let rollup = inner
         .state
@@ -291,16 +278,7 @@ pub(crate) async fn compact(inner: &Inner) -> Result<(), StorageError> {
         .rollup
         .clone();
     if let Some(r) = rollup {
-        let (r, _) = r
-            .optimize()
-            .with_target_size(target)
-            .with_writer_properties(writer_properties())
-            .await?;
-        let (r, _) = r
-            .vacuum()
-            .with_retention_period(chrono::Duration::hours(VACUUM_RETENTION_HOURS))
-            .with_enforce_retention_duration(false)
-            .await?;
+        let (r, _) = optimize_and_vacuum(r, target).await?;
         let mut st = inner.state.write().map_err(|_| lock_poisoned())?;
         st.rollup = Some(r);
     }
@@ -311,6 +289,24 @@ pub(crate) async fn compact(inner: &Inner) -> Result<(), StorageError> {
         "compacted"
     );
     Ok(())
+}
+
+/// OPTIMIZE (bin-pack to `target` bytes) then VACUUM files no recent snapshot references.
+async fn optimize_and_vacuum(
+    table: DeltaTable,
+    target: NonZeroU64,
+) -> Result<(DeltaTable, deltalake::operations::optimize::Metrics), StorageError> {
+    let (table, metrics) = table
+        .optimize()
+        .with_target_size(target)
+        .with_writer_properties(writer_properties())
+        .await?;
+    let (table, _) = table
+        .vacuum()
+        .with_retention_period(chrono::Duration::hours(VACUUM_RETENTION_HOURS))
+        .with_enforce_retention_duration(false)
+        .await?;
+    Ok((table, metrics))
 }
 
 /// Deletes whole days older than `retention_days`.

@@ -147,14 +147,7 @@ impl Storage {
         let app_id = format!("loupe-wal-{}", cfg.node_id);
 
         let table = load_table(&table_url, backend.clone()).await?;
-        let flushed: i64 = match &table {
-            Some(t) => t
-                .snapshot()?
-                .transaction_version(t.log_store().as_ref(), &app_id)
-                .await?
-                .unwrap_or(-1),
-            None => -1,
-        };
+        let flushed: i64 = txn_seq(table.as_ref(), &app_id).await?;
 
         // Replay the WAL: every frame the table does not hold yet becomes pending again.
         let Replay {
@@ -168,14 +161,7 @@ impl Storage {
 
         let rollup_url = rollup_url(&table_url)?;
         let rollup = load_table(&rollup_url, backend.clone()).await?;
-        let rollup_seq = match &rollup {
-            Some(t) => t
-                .snapshot()?
-                .transaction_version(t.log_store().as_ref(), &app_id)
-                .await?
-                .unwrap_or(-1),
-            None => -1,
-        };
+        let rollup_seq = txn_seq(rollup.as_ref(), &app_id).await?;
         let state = Arc::new(RwLock::new(Visible {
             table,
             table_seq: flushed,
@@ -283,14 +269,7 @@ impl Storage {
             attempts += 1;
             let table = load_table(&table_url, backend.clone()).await?;
             let version = table.as_ref().and_then(|t| t.version());
-            let flushed: i64 = match &table {
-                Some(t) => t
-                    .snapshot()?
-                    .transaction_version(t.log_store().as_ref(), &app_id)
-                    .await?
-                    .unwrap_or(-1),
-                None => -1,
-            };
+            let flushed: i64 = txn_seq(table.as_ref(), &app_id).await?;
             let replayed = if wal_dir.is_dir() {
                 replay(&wal_dir, flushed, false)
             } else {
@@ -327,15 +306,9 @@ impl Storage {
             load_table(&rollup_url(&table_url)?, backend.clone()).await?,
         ) {
             (Some(t), Some(r)) => {
-                let want = t
-                    .snapshot()?
-                    .transaction_version(t.log_store().as_ref(), &app_id)
-                    .await?;
-                let have = r
-                    .snapshot()?
-                    .transaction_version(r.log_store().as_ref(), &app_id)
-                    .await?;
-                (want.is_some() && want == have).then_some(r)
+                let want = txn_seq(Some(t), &app_id).await?;
+                let have = txn_seq(Some(&r), &app_id).await?;
+                (want >= 0 && want == have).then_some(r)
             }
             _ => None,
         };
@@ -624,6 +597,19 @@ fn replay(wal_dir: &Path, flushed: i64, truncate: bool) -> Result<Replay, Storag
         }
     }
     Ok(r)
+}
+
+/// The WAL sequence number a table holds everything up to (its `txn` version for `app_id`),
+/// -1 for no table or no flush yet.
+pub(crate) async fn txn_seq(table: Option<&DeltaTable>, app_id: &str) -> Result<i64, StorageError> {
+    Ok(match table {
+        Some(t) => t
+            .snapshot()?
+            .transaction_version(t.log_store().as_ref(), app_id)
+            .await?
+            .unwrap_or(-1),
+        None => -1,
+    })
 }
 
 /// `requests_hourly` beside `requests`.

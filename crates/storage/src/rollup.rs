@@ -26,18 +26,8 @@ use crate::StorageError;
 /// The roll-up table's name (a directory beside `requests`).
 pub const ROLLUP_TABLE: &str = "requests_hourly";
 
-/// The roll-up's grouping columns (besides `org_id` and the hour in `created_at`).
-pub const ROLLUP_DIMENSIONS: &[&str] = &["model", "provider", "status", "cache_hit", "stream"];
-/// The summed columns (same names as in `requests`).
-pub const ROLLUP_SUMS: &[&str] = &[
-    "cost_usd",
-    "prompt_tokens",
-    "completion_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "total_tokens",
-];
+pub use loupe_model::schema::{ROLLUP_DIMENSIONS, ROLLUP_SUMS};
+
 /// The row-count column.
 pub const ROLLUP_COUNT: &str = "n";
 
