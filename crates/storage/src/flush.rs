@@ -210,11 +210,22 @@ async fn append_rollup(inner: &Inner, rows: RecordBatch, seq: i64) -> Result<(),
         .map_err(|_| lock_poisoned())?
         .rollup
         .clone();
+    install_rollup(inner, current, agg, seq, SaveMode::Append).await
+}
+
+/// Writes roll-up rows (creating the table if needed) tagged with `seq`, and installs the result.
+async fn install_rollup(
+    inner: &Inner,
+    current: Option<DeltaTable>,
+    rows: Vec<RecordBatch>,
+    seq: i64,
+    mode: SaveMode,
+) -> Result<(), StorageError> {
     let table = match current {
         Some(t) => t,
         None => table_builder(&inner.rollup_url, inner.backend.clone())?.build()?,
     };
-    let table = rollup::write(table, agg, &inner.app_id, seq, SaveMode::Append).await?;
+    let table = rollup::write(table, rows, &inner.app_id, seq, mode).await?;
     let mut st = inner.state.write().map_err(|_| lock_poisoned())?;
     st.rollup = Some(table);
     st.rollup_seq = seq;
@@ -238,14 +249,7 @@ pub(crate) async fn rebuild_rollup(inner: &Inner) -> Result<(), StorageError> {
     let started = Instant::now();
     let rows = rollup::aggregate_table(&table).await?;
     let n: usize = rows.iter().map(|b| b.num_rows()).sum();
-    let target = match rollup {
-        Some(t) => t,
-        None => table_builder(&inner.rollup_url, inner.backend.clone())?.build()?,
-    };
-    let target = rollup::write(target, rows, &inner.app_id, seq, SaveMode::Overwrite).await?;
-    let mut st = inner.state.write().map_err(|_| lock_poisoned())?;
-    st.rollup = Some(target);
-    st.rollup_seq = seq;
+    install_rollup(inner, rollup, rows, seq, SaveMode::Overwrite).await?;
     tracing::info!(
         rows = n,
         seq,
