@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// `[gateway]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -11,8 +11,13 @@ pub struct GatewayConfig {
     /// Model name → `provider/model`, consulted before the built-in rules
     /// (e.g. `"fast" = "groq/llama-3.3-70b-versatile"`).
     pub model_map: BTreeMap<String, String>,
-    /// Whole-call timeout for non-streamed calls and the wait for a stream's first byte.
+    /// Whole-call timeout for non-streamed calls and the wait for a stream's first byte (504).
     pub upstream_timeout_secs: u64,
+    /// A stream on which the provider sends nothing for this long is cut off (and recorded as
+    /// `upstream_stream_timeout`).
+    pub stream_idle_timeout_secs: u64,
+    /// Time allowed to open a connection to a provider (502 past it).
+    pub connect_timeout_secs: u64,
     /// Records waiting for storage; past it new records are dropped (and counted), calls go on.
     pub record_queue: usize,
     /// Bodies larger than this are not stored (the call itself is not affected).
@@ -26,6 +31,8 @@ impl Default for GatewayConfig {
         GatewayConfig {
             model_map: BTreeMap::new(),
             upstream_timeout_secs: 600,
+            stream_idle_timeout_secs: 300,
+            connect_timeout_secs: 10,
             record_queue: 10_000,
             max_stored_body_bytes: 1 << 20,
             max_request_bytes: 32 << 20,
@@ -70,6 +77,13 @@ pub struct ProviderConfig {
     pub api_key_env: String,
     /// Azure: the `api-version` query parameter.
     pub api_version: String,
+    /// Azure: model name → deployment name (a model not listed is its own deployment name).
+    pub deployments: BTreeMap<String, String>,
+    /// OpenAI-shaped streams of chat/completions: ask the provider for the final usage chunk
+    /// (`stream_options.include_usage`) when the client did not, so streamed calls are priced.
+    /// Turn off for a server that rejects `stream_options` (Loupe also retries once without it
+    /// when a provider answers 400/422 naming `stream_options`).
+    pub stream_usage: bool,
 }
 
 impl Default for ProviderConfig {
@@ -80,6 +94,8 @@ impl Default for ProviderConfig {
             api_key: Secret::default(),
             api_key_env: String::new(),
             api_version: "2024-10-21".into(),
+            deployments: BTreeMap::new(),
+            stream_usage: true,
         }
     }
 }
@@ -108,9 +124,58 @@ impl ProviderConfig {
 }
 
 /// `[providers]`: the built-in providers (override any field) plus any you add.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+///
+/// Deserializing overlays what is written on the built-ins, key by key, so
+/// `[providers.openai] api_key = "…"` keeps OpenAI's `base_url`, and a new `[providers.vllm]`
+/// with only `base_url` is an OpenAI-compatible provider. Unknown keys are errors.
+#[derive(Debug, Clone, Serialize)]
 #[serde(transparent)]
 pub struct ProvidersConfig(pub BTreeMap<String, ProviderConfig>);
+
+/// One `[providers.<name>]` table as written: only the keys given.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProviderPatch {
+    kind: Option<ProviderKind>,
+    base_url: Option<String>,
+    api_key: Option<Secret>,
+    api_key_env: Option<String>,
+    api_version: Option<String>,
+    deployments: Option<BTreeMap<String, String>>,
+    stream_usage: Option<bool>,
+}
+
+impl<'de> Deserialize<'de> for ProvidersConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let patches = BTreeMap::<String, ProviderPatch>::deserialize(d)?;
+        let mut out = ProvidersConfig::default();
+        for (name, p) in patches {
+            let e = out.0.entry(name).or_default();
+            if let Some(v) = p.kind {
+                e.kind = v;
+            }
+            if let Some(v) = p.base_url {
+                e.base_url = v;
+            }
+            if let Some(v) = p.api_key {
+                e.api_key = v;
+            }
+            if let Some(v) = p.api_key_env {
+                e.api_key_env = v;
+            }
+            if let Some(v) = p.api_version {
+                e.api_version = v;
+            }
+            if let Some(v) = p.deployments {
+                e.deployments = v;
+            }
+            if let Some(v) = p.stream_usage {
+                e.stream_usage = v;
+            }
+        }
+        Ok(out)
+    }
+}
 
 impl Default for ProvidersConfig {
     fn default() -> Self {
@@ -151,7 +216,14 @@ impl Default for ProvidersConfig {
                 "https://api.together.xyz/v1",
                 "TOGETHER_API_KEY",
             ),
+            ("xai", "https://api.x.ai/v1", "XAI_API_KEY"),
+            (
+                "fireworks",
+                "https://api.fireworks.ai/inference/v1",
+                "FIREWORKS_API_KEY",
+            ),
             ("ollama", "http://127.0.0.1:11434/v1", ""),
+            ("vllm", "http://127.0.0.1:8000/v1", ""),
         ] {
             m.insert(name.into(), ProviderConfig::openai(base, env));
         }
@@ -179,5 +251,28 @@ mod tests {
         let s = format!("{p:?}");
         assert!(!s.contains("sk-very-secret"), "{s}");
         assert!(s.contains("***"));
+    }
+
+    #[derive(Deserialize)]
+    struct Wrap {
+        providers: ProvidersConfig,
+    }
+
+    #[test]
+    fn written_tables_overlay_the_built_ins() {
+        let w: Wrap = toml::from_str(
+            "[providers.openai]\napi_key = \"sk-x\"\n[providers.local]\nbase_url = \"http://127.0.0.1:9/v1\"\n\
+             [providers.azure]\nbase_url = \"https://r.openai.azure.com\"\ndeployments = { \"gpt-4o\" = \"prod-4o\" }\n",
+        )
+        .expect("parse");
+        let p = &w.providers.0;
+        assert_eq!(p["openai"].base_url, "https://api.openai.com/v1");
+        assert_eq!(p["openai"].key().as_deref(), Some("sk-x"));
+        assert_eq!(p["local"].kind, ProviderKind::Openai);
+        assert_eq!(p["azure"].kind, ProviderKind::Azure);
+        assert_eq!(p["azure"].deployments["gpt-4o"], "prod-4o");
+        assert!(p.contains_key("anthropic") && p.contains_key("groq"));
+        let bad = toml::from_str::<Wrap>("[providers.openai]\nbase_ur = \"x\"\n");
+        assert!(bad.err().is_some_and(|e| e.to_string().contains("base_ur")));
     }
 }

@@ -21,6 +21,7 @@ use loupe_model::{EventSink, PriceTable};
 
 pub use config::{GatewayConfig, ProviderConfig, ProviderKind, ProvidersConfig, Secret};
 pub use error::GatewayError;
+pub use sse::EventSplitter;
 
 /// Resolves Loupe API keys to orgs (the server's key store).
 pub trait KeyResolver: Send + Sync + 'static {
@@ -29,7 +30,7 @@ pub trait KeyResolver: Send + Sync + 'static {
     fn org_of(&self, key: &str) -> Option<String>;
 }
 
-/// Counters for `/metrics`.
+/// Counters for `/metrics` (read them with [`Gateway::metrics_snapshot`]).
 #[derive(Debug, Default)]
 pub struct GatewayMetrics {
     pub requests: AtomicU64,
@@ -38,6 +39,25 @@ pub struct GatewayMetrics {
     pub records_dropped: AtomicU64,
     pub sink_errors: AtomicU64,
     pub client_disconnects: AtomicU64,
+}
+
+/// The counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MetricsSnapshot {
+    /// Calls received on the proxy endpoints (`/v1/models` excluded).
+    pub requests: u64,
+    /// Calls the provider answered with an error status, or that failed to reach it / broke off.
+    pub upstream_errors: u64,
+    /// Records the sink acknowledged.
+    pub records_sent: u64,
+    /// Records lost: queue full, sink failed, or recorded after shutdown.
+    pub records_dropped: u64,
+    /// Failed sink appends (each drops its whole batch).
+    pub sink_errors: u64,
+    /// Calls whose client went away before the answer was complete.
+    pub client_disconnects: u64,
+    /// Records waiting in the queue now.
+    pub queued: u64,
 }
 
 /// The gateway: configuration, HTTP client, price table, and the record queue.
@@ -76,8 +96,21 @@ impl Gateway {
                 )));
             }
         }
+        for (from, to) in &cfg.model_map {
+            if let Some((p, m)) = to.split_once('/')
+                && (!providers.0.contains_key(p) || m.is_empty())
+            {
+                return Err(GatewayError::Config(format!(
+                    "gateway.model_map.\"{from}\" = \"{to}\": '{p}' is not a configured provider; \
+                     write \"provider/model\" with one of: {} (e.g. \"openai/{to}\")",
+                    providers.0.keys().cloned().collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
         let client = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(10))
+            .connect_timeout(std::time::Duration::from_secs(
+                cfg.connect_timeout_secs.max(1),
+            ))
             .pool_idle_timeout(std::time::Duration::from_secs(90))
             .build()
             .map_err(|e| GatewayError::Config(format!("http client: {e}")))?;
@@ -109,23 +142,39 @@ impl Gateway {
             .with_state(self.clone())
     }
 
-    /// Prometheus text lines for `/metrics`.
-    pub fn render_prometheus(&self) -> String {
+    /// The counters now.
+    pub fn metrics_snapshot(&self) -> MetricsSnapshot {
         let m = &self.metrics;
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        MetricsSnapshot {
+            requests: g(&m.requests),
+            upstream_errors: g(&m.upstream_errors),
+            records_sent: g(&m.records_sent),
+            records_dropped: g(&m.records_dropped),
+            sink_errors: g(&m.sink_errors),
+            client_disconnects: g(&m.client_disconnects),
+            queued: self.recorder.queued() as u64,
+        }
+    }
+
+    /// Prometheus text lines for `/metrics`.
+    pub fn render_prometheus(&self) -> String {
+        let m = self.metrics_snapshot();
         format!(
             "# TYPE loupe_gateway_requests_total counter\nloupe_gateway_requests_total {}\n\
              # TYPE loupe_gateway_upstream_errors_total counter\nloupe_gateway_upstream_errors_total {}\n\
              # TYPE loupe_gateway_records_sent_total counter\nloupe_gateway_records_sent_total {}\n\
              # TYPE loupe_gateway_records_dropped_total counter\nloupe_gateway_records_dropped_total {}\n\
              # TYPE loupe_gateway_sink_errors_total counter\nloupe_gateway_sink_errors_total {}\n\
-             # TYPE loupe_gateway_client_disconnects_total counter\nloupe_gateway_client_disconnects_total {}\n",
-            g(&m.requests),
-            g(&m.upstream_errors),
-            g(&m.records_sent),
-            g(&m.records_dropped),
-            g(&m.sink_errors),
-            g(&m.client_disconnects),
+             # TYPE loupe_gateway_client_disconnects_total counter\nloupe_gateway_client_disconnects_total {}\n\
+             # TYPE loupe_gateway_record_queue gauge\nloupe_gateway_record_queue {}\n",
+            m.requests,
+            m.upstream_errors,
+            m.records_sent,
+            m.records_dropped,
+            m.sink_errors,
+            m.client_disconnects,
+            m.queued,
         )
     }
 

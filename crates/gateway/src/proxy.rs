@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use chrono::{DateTime, Utc};
@@ -44,27 +44,42 @@ impl Endpoint {
     }
 }
 
+/// The request body, or why axum could not read it (too large, broken connection).
+type BodyResult = Result<Bytes, axum::extract::rejection::BytesRejection>;
+
 pub(crate) async fn chat_completions(
     State(gw): State<Arc<Gateway>>,
     h: HeaderMap,
-    b: Bytes,
+    b: BodyResult,
 ) -> Response {
     handle(gw, Endpoint::Chat, h, b).await
 }
 pub(crate) async fn completions(
     State(gw): State<Arc<Gateway>>,
     h: HeaderMap,
-    b: Bytes,
+    b: BodyResult,
 ) -> Response {
     handle(gw, Endpoint::Completions, h, b).await
 }
-pub(crate) async fn embeddings(State(gw): State<Arc<Gateway>>, h: HeaderMap, b: Bytes) -> Response {
+pub(crate) async fn embeddings(
+    State(gw): State<Arc<Gateway>>,
+    h: HeaderMap,
+    b: BodyResult,
+) -> Response {
     handle(gw, Endpoint::Embeddings, h, b).await
 }
-pub(crate) async fn responses(State(gw): State<Arc<Gateway>>, h: HeaderMap, b: Bytes) -> Response {
+pub(crate) async fn responses(
+    State(gw): State<Arc<Gateway>>,
+    h: HeaderMap,
+    b: BodyResult,
+) -> Response {
     handle(gw, Endpoint::Responses, h, b).await
 }
-pub(crate) async fn messages(State(gw): State<Arc<Gateway>>, h: HeaderMap, b: Bytes) -> Response {
+pub(crate) async fn messages(
+    State(gw): State<Arc<Gateway>>,
+    h: HeaderMap,
+    b: BodyResult,
+) -> Response {
     handle(gw, Endpoint::Messages, h, b).await
 }
 
@@ -234,7 +249,7 @@ fn authenticate(gw: &Gateway, h: &HeaderMap) -> Result<(String, Option<CallerKey
             )),
         },
         None => Err(GatewayError::Unauthorized(
-            "missing credentials: send 'Authorization: Bearer <loupe key>'".into(),
+            "missing credentials: send your Loupe API key as 'Authorization: Bearer <loupe key>' (or 'x-api-key: <loupe key>'), or 'Helicone-Auth: Bearer <loupe key>' with your provider key in Authorization".into(),
         )),
     }
 }
@@ -271,6 +286,33 @@ struct Route {
     translate: bool,
 }
 
+/// The provider and upstream model for a requested model name:
+/// 1. `[gateway.model_map]` entry for the exact name (`"provider/model"`, or a bare model
+///    routed by rule 3);
+/// 2. `provider/model` where `provider` is configured;
+/// 3. `/v1/messages` → `anthropic`; `claude*` → `anthropic`, `gemini*` → `gemini`, else `openai`
+///    (with the name unchanged, so `meta-llama/Llama-3-8B` goes to `openai` as it is).
+pub(crate) fn resolve_model(
+    model_map: &std::collections::BTreeMap<String, String>,
+    providers: &crate::ProvidersConfig,
+    anthropic_api: bool,
+    model: &str,
+) -> (String, String) {
+    let model = model_map.get(model).map_or(model, String::as_str);
+    if let Some((p, m)) = model.split_once('/')
+        && providers.0.contains_key(p)
+        && !m.is_empty()
+    {
+        return (p.to_owned(), m.to_owned());
+    }
+    let provider = if anthropic_api {
+        "anthropic"
+    } else {
+        provider_of_model(model)
+    };
+    (provider.to_owned(), model.to_owned())
+}
+
 fn route(
     gw: &Gateway,
     ep: Endpoint,
@@ -289,11 +331,14 @@ fn route(
         } else {
             ProviderKind::Openai
         };
+        let (provider, _) = resolve_model(&gw.cfg.model_map, &gw.providers, ep.anthropic(), model);
         return Ok(Route {
-            provider: provider_of_model(model).to_owned(),
+            provider,
             config: ProviderConfig {
                 kind,
                 base_url: target.trim_end_matches('/').to_owned(),
+                // No configured key ever goes to a caller-chosen URL: only the caller's own.
+                api_key_env: String::new(),
                 ..ProviderConfig::default()
             },
             model: model.to_owned(),
@@ -301,22 +346,17 @@ fn route(
             translate: false,
         });
     }
-    let (provider, upstream_model) = match model.split_once('/') {
-        Some((p, m)) if gw.providers.0.contains_key(p) => (p.to_owned(), m.to_owned()),
-        _ => match gw.cfg.model_map.get(model).and_then(|t| t.split_once('/')) {
-            Some((p, m)) => (p.to_owned(), m.to_owned()),
-            None if ep.anthropic() => ("anthropic".to_owned(), model.to_owned()),
-            None => (provider_of_model(model).to_owned(), model.to_owned()),
-        },
-    };
+    let (provider, upstream_model) =
+        resolve_model(&gw.cfg.model_map, &gw.providers, ep.anthropic(), model);
     let config = gw.providers.0.get(&provider).cloned().ok_or_else(|| {
         GatewayError::BadRequest(format!(
-            "unknown provider '{provider}'; configure it as [providers.{provider}] with kind and base_url"
+            "unknown provider '{provider}' for model '{model}'; configure it as [providers.{provider}] with kind and base_url"
         ))
     })?;
     if config.base_url.is_empty() {
         return Err(GatewayError::BadRequest(format!(
-            "provider '{provider}' has no base_url; set providers.{provider}.base_url"
+            "provider '{provider}' has no base_url; set providers.{provider}.base_url (env LOUPE__PROVIDERS__{}__BASE_URL)",
+            provider.to_ascii_uppercase()
         )));
     }
     let translate = config.kind == ProviderKind::Anthropic && ep == Endpoint::Chat;
@@ -337,12 +377,18 @@ fn route(
     let base = config.base_url.trim_end_matches('/');
     let url = match config.kind {
         ProviderKind::Anthropic => format!("{base}/messages"),
-        ProviderKind::Azure => format!(
-            "{base}/openai/deployments/{upstream_model}{}?api-version={}",
-            ep.suffix(),
-            config.api_version
-        ),
-        _ => format!("{base}{}", ep.suffix()),
+        ProviderKind::Azure => {
+            let deployment = config
+                .deployments
+                .get(&upstream_model)
+                .unwrap_or(&upstream_model);
+            format!(
+                "{base}/openai/deployments/{deployment}{}?api-version={}",
+                ep.suffix(),
+                config.api_version
+            )
+        }
+        ProviderKind::Openai => format!("{base}{}", ep.suffix()),
     };
     Ok(Route {
         provider,
@@ -364,15 +410,18 @@ fn provider_of_model(model: &str) -> &'static str {
     }
 }
 
-/// Headers never forwarded upstream: hop-by-hop, credentials (set per provider), Loupe's own.
+/// Headers never forwarded upstream: hop-by-hop, credentials (set per provider), the body's
+/// framing and type (set by Loupe), Loupe's own.
 fn forwardable(name: &str) -> bool {
     !(matches!(
         name,
         "host"
             | "content-length"
+            | "content-type"
             | "connection"
             | "keep-alive"
             | "proxy-authorization"
+            | "proxy-authenticate"
             | "proxy-connection"
             | "te"
             | "trailer"
@@ -398,24 +447,263 @@ fn returnable(name: &str) -> bool {
             | "upgrade"
             | "te"
             | "trailer"
+            | "proxy-authenticate"
+            | "set-cookie"
     )
 }
 
-struct Call {
-    gw: Arc<Gateway>,
-    meta: Meta,
-    record: RequestRecord,
-    started: Instant,
+/// Header names a `Connection` header lists (hop-by-hop for this one message).
+fn connection_listed(h: &HeaderMap) -> Vec<String> {
+    h.get_all("connection")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
 }
 
-async fn handle(gw: Arc<Gateway>, ep: Endpoint, headers: HeaderMap, body: Bytes) -> Response {
+/// Credentials seen on a call: never stored (see `recorder::redact`).
+fn secrets_of(h: &HeaderMap, upstream_key: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |s: &str| {
+        let s = s.trim();
+        if s.len() >= 8 && !out.iter().any(|o| o == s) {
+            out.push(s.to_owned());
+        }
+    };
+    add(upstream_key);
+    for name in [
+        "authorization",
+        "x-api-key",
+        "api-key",
+        "helicone-auth",
+        "loupe-auth",
+        "proxy-authorization",
+    ] {
+        if let Some(v) = header_str(h, name) {
+            add(bearer(v));
+        }
+    }
+    out
+}
+
+/// A call in flight. Recorded exactly once: by `finish`/`fail`, or when dropped unfinished
+/// (the client went away while Loupe waited for the provider).
+struct Call {
+    gw: Arc<Gateway>,
+    record: RequestRecord,
+    started: Instant,
+    omit_response: bool,
+    secrets: Vec<String>,
+    /// The provider's status line arrived.
+    responded: bool,
+    sent: bool,
+}
+
+/// What Loupe answers when it could not get an answer from the provider.
+struct SendError {
+    status: i32,
+    error_type: &'static str,
+    err: GatewayError,
+}
+
+async fn handle(gw: Arc<Gateway>, ep: Endpoint, headers: HeaderMap, body: BodyResult) -> Response {
     gw.metrics.requests.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
     let created_at = Utc::now();
+    let body = match body {
+        Ok(b) => b,
+        Err(rej) if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return GatewayError::TooLarge(format!(
+                "the request body is larger than gateway.max_request_bytes ({} bytes)",
+                gw.cfg.max_request_bytes
+            ))
+            .into_response_for(ep.anthropic());
+        }
+        Err(rej) => {
+            return GatewayError::BadRequest(format!(
+                "could not read the request body: {}",
+                rej.body_text()
+            ))
+            .into_response_for(ep.anthropic());
+        }
+    };
     match forward(gw.clone(), ep, &headers, body, started, created_at).await {
         Ok(r) => r,
         Err(e) => e.into_response_for(ep.anthropic()),
     }
+}
+
+/// The upstream request for `route` with `body`.
+fn build_request(
+    gw: &Gateway,
+    route: &Route,
+    headers: &HeaderMap,
+    key: &str,
+    body: Bytes,
+) -> reqwest::RequestBuilder {
+    let listed = connection_listed(headers);
+    let mut out = HeaderMap::with_capacity(headers.len() + 3);
+    for (name, value) in headers {
+        let n = name.as_str();
+        if forwardable(n) && !listed.iter().any(|l| l == n) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    let auth = |v: String| {
+        HeaderValue::from_str(&v).ok().map(|mut v| {
+            v.set_sensitive(true);
+            v
+        })
+    };
+    match route.config.kind {
+        ProviderKind::Openai => {
+            if let Some(v) = auth(format!("Bearer {key}")) {
+                out.insert(axum::http::header::AUTHORIZATION, v);
+            }
+        }
+        ProviderKind::Azure => {
+            if let Some(v) = auth(key.to_owned()) {
+                out.insert(HeaderName::from_static("api-key"), v);
+            }
+        }
+        ProviderKind::Anthropic => {
+            if let Some(v) = auth(key.to_owned()) {
+                out.insert(HeaderName::from_static("x-api-key"), v);
+            }
+            if !out.contains_key("anthropic-version") {
+                out.insert(
+                    HeaderName::from_static("anthropic-version"),
+                    HeaderValue::from_static("2023-06-01"),
+                );
+            }
+        }
+    }
+    out.insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    gw.client.post(&route.url).headers(out).body(body)
+}
+
+async fn send(
+    req: reqwest::RequestBuilder,
+    route: &Route,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+) -> Result<reqwest::Response, SendError> {
+    match tokio::time::timeout_at(deadline, req.send()).await {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) if e.is_connect() => Err(SendError {
+            status: 502,
+            error_type: "upstream_unreachable",
+            err: GatewayError::Upstream(format!(
+                "cannot reach provider '{}' at {}: {}; check providers.{}.base_url",
+                route.provider,
+                route.url,
+                error_chain(&e),
+                route.provider
+            )),
+        }),
+        Ok(Err(e)) => Err(SendError {
+            status: 502,
+            error_type: "upstream_broken",
+            err: GatewayError::Upstream(format!(
+                "provider '{}' broke off the connection: {}",
+                route.provider,
+                error_chain(&e)
+            )),
+        }),
+        Err(_) => Err(SendError {
+            status: 504,
+            error_type: "upstream_timeout",
+            err: GatewayError::Timeout(format!(
+                "provider '{}' did not answer within {} s (gateway.upstream_timeout_secs)",
+                route.provider,
+                timeout.as_secs()
+            )),
+        }),
+    }
+}
+
+async fn read_all(
+    resp: reqwest::Response,
+    route: &Route,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+) -> Result<Bytes, SendError> {
+    match tokio::time::timeout_at(deadline, resp.bytes()).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(e)) => Err(SendError {
+            status: 502,
+            error_type: "upstream_broken",
+            err: GatewayError::Upstream(format!(
+                "provider '{}' broke off its answer: {}",
+                route.provider,
+                error_chain(&e)
+            )),
+        }),
+        Err(_) => Err(SendError {
+            status: 504,
+            error_type: "upstream_timeout",
+            err: GatewayError::Timeout(format!(
+                "provider '{}' did not finish its answer within {} s (gateway.upstream_timeout_secs)",
+                route.provider,
+                timeout.as_secs()
+            )),
+        }),
+    }
+}
+
+/// The status and headers of a provider's answer: captured on the record, and filtered into
+/// what the client gets (plus `Helicone-Id`/`Loupe-Id`).
+struct Head {
+    status: StatusCode,
+    headers: HeaderMap,
+    is_sse: bool,
+}
+
+impl Head {
+    fn of(resp: &reqwest::Response, call: &mut Call) -> Head {
+        let status = resp.status();
+        call.responded = true;
+        call.record.status = i32::from(status.as_u16());
+        call.record.upstream_headers.clear();
+        let listed = connection_listed(resp.headers());
+        let mut headers = HeaderMap::with_capacity(resp.headers().len() + 2);
+        for (name, value) in resp.headers() {
+            let n = name.as_str();
+            if keep_upstream_header(n)
+                && let Ok(v) = value.to_str()
+            {
+                call.record
+                    .upstream_headers
+                    .insert(n.to_owned(), v.to_owned());
+            }
+            if returnable(n) && !listed.iter().any(|l| l == n) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        if let Ok(v) = HeaderValue::from_str(&call.record.request_id.to_string()) {
+            headers.insert(HeaderName::from_static("helicone-id"), v.clone());
+            headers.insert(HeaderName::from_static("loupe-id"), v);
+        }
+        let is_sse = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+        Head {
+            status,
+            headers,
+            is_sse,
+        }
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
 async fn forward(
@@ -462,15 +750,26 @@ async fn forward(
     // Usage of a streamed OpenAI chat call comes in a final chunk only if asked for: ask, and
     // take that chunk out of what the client sees if the client did not ask itself.
     let mut strip_usage_chunk = false;
+    // The body without the injected `stream_options`, in case the provider rejects them.
+    let mut plain_body: Option<Bytes> = None;
     if stream
         && matches!(ep, Endpoint::Chat | Endpoint::Completions)
         && route.config.kind != ProviderKind::Anthropic
+        && route.config.stream_usage
     {
         let asked = json
             .pointer("/stream_options/include_usage")
             .and_then(Value::as_bool)
             == Some(true);
         if !asked {
+            plain_body = Some(if modified {
+                Bytes::from(
+                    serde_json::to_vec(&json)
+                        .map_err(|e| GatewayError::BadRequest(e.to_string()))?,
+                )
+            } else {
+                body.clone()
+            });
             match json.get_mut("stream_options") {
                 Some(Value::Object(o)) => {
                     o.insert("include_usage".into(), Value::Bool(true));
@@ -504,170 +803,97 @@ async fn forward(
         .model_override
         .clone()
         .unwrap_or_else(|| route.model.clone());
-    record.path = path.clone();
+    record.path = path;
     record.stream = stream;
-    record.user_id = meta.user_id.clone();
-    record.session_id = meta.session_id.clone();
-    record.session_path = meta.session_path.clone();
-    record.session_name = meta.session_name.clone();
-    record.properties = meta.properties.clone();
+    record.cache_hit = false;
+    record.user_id = meta.user_id;
+    record.session_id = meta.session_id;
+    record.session_path = meta.session_path;
+    record.session_name = meta.session_name;
+    record.properties = meta.properties;
     if !meta.omit_request && body.len() <= gw.cfg.max_stored_body_bytes {
         record.request_body = Some(String::from_utf8_lossy(&body).into_owned());
     }
     let mut call = Call {
         gw: gw.clone(),
-        meta,
         record,
         started,
+        omit_response: meta.omit_response,
+        secrets: secrets_of(headers, &key),
+        responded: false,
+        sent: false,
     };
 
-    let mut req = gw.client.post(&route.url);
-    for (name, value) in headers {
-        if forwardable(name.as_str()) {
-            req = req.header(name, value);
-        }
-    }
-    req = match route.config.kind {
-        ProviderKind::Openai => req.bearer_auth(&key),
-        ProviderKind::Azure => req.header("api-key", &key),
-        ProviderKind::Anthropic => {
-            let r = req.header("x-api-key", &key);
-            if headers.contains_key("anthropic-version") {
-                r
-            } else {
-                r.header("anthropic-version", "2023-06-01")
-            }
-        }
-    };
-    req = req
-        .header("content-type", "application/json")
-        .body(upstream_body);
     let timeout = Duration::from_secs(gw.cfg.upstream_timeout_secs.max(1));
-    let resp = match tokio::time::timeout(timeout, req.send()).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) if e.is_connect() => {
-            let err = GatewayError::Upstream(format!(
-                "cannot reach provider '{}' at {}: {}",
-                route.provider,
-                route.url,
-                error_chain(&e)
-            ));
-            return Err(call.fail(502, "upstream_unreachable", err));
+    let deadline = tokio::time::Instant::now() + timeout;
+    let req = build_request(&gw, &route, headers, &key, upstream_body);
+    let resp = send(req, &route, deadline, timeout)
+        .await
+        .map_err(|e| call.fail(e))?;
+    let mut head = Head::of(&resp, &mut call);
+    let mut live = Some(resp);
+    let mut early_body: Option<Bytes> = None;
+    // A server that rejects `stream_options` (which Loupe added) gets the call as the client
+    // sent it: the call must not fail because of Loupe.
+    if let Some(plain) = plain_body
+        && matches!(head.status.as_u16(), 400 | 422)
+        && let Some(resp) = live.take()
+    {
+        let bytes = read_all(resp, &route, deadline, timeout)
+            .await
+            .map_err(|e| call.fail(e))?;
+        if contains(&bytes, b"stream_options") {
+            tracing::debug!(provider = %route.provider, "provider rejected stream_options; retrying without");
+            strip_usage_chunk = false;
+            let req = build_request(&gw, &route, headers, &key, plain);
+            let resp = send(req, &route, deadline, timeout)
+                .await
+                .map_err(|e| call.fail(e))?;
+            head = Head::of(&resp, &mut call);
+            live = Some(resp);
+        } else {
+            early_body = Some(bytes);
         }
-        Ok(Err(e)) => {
-            let err = GatewayError::Upstream(format!(
-                "provider '{}' broke off the connection: {}",
-                route.provider,
-                error_chain(&e)
-            ));
-            return Err(call.fail(502, "upstream_broken", err));
-        }
-        Err(_) => {
-            let err = GatewayError::Timeout(format!(
-                "provider '{}' did not answer within {} s (gateway.upstream_timeout_secs)",
-                route.provider,
-                timeout.as_secs()
-            ));
-            return Err(call.fail(504, "upstream_timeout", err));
-        }
-    };
+    }
 
-    let status = resp.status();
-    call.record.status = i32::from(status.as_u16());
-    let mut out_headers = HeaderMap::new();
-    for (name, value) in resp.headers() {
-        let n = name.as_str();
-        if keep_upstream_header(n)
-            && let Ok(v) = value.to_str()
-        {
-            call.record
-                .upstream_headers
-                .insert(n.to_owned(), v.to_owned());
-        }
-        if returnable(n) {
-            out_headers.append(name.clone(), value.clone());
-        }
-    }
-    if let Ok(v) = HeaderValue::from_str(&call.record.request_id.to_string()) {
-        out_headers.insert(HeaderName::from_static("helicone-id"), v.clone());
-        out_headers.insert(HeaderName::from_static("loupe-id"), v);
-    }
-    let is_sse = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
-    if is_sse && status.is_success() {
+    if head.is_sse
+        && head.status.is_success()
+        && let Some(resp) = live.take()
+    {
         let state = StreamState {
             translator: route
                 .translate
                 .then(|| crate::anthropic::StreamTranslator::new(client_wants_usage)),
             splitter: EventSplitter::default(),
             usage_events: String::new(),
-            body_copy: (!call.meta.omit_response).then(BytesMut::new),
+            body_copy: (!call.omit_response).then(BytesMut::new),
+            max_body: gw.cfg.max_stored_body_bytes,
             strip_usage_chunk,
             response_model: None,
+            partial_since: None,
+            first_data: None,
+            content_probes_left: MAX_CONTENT_PROBES,
             finished: false,
             error: None,
             call: Some(call),
         };
-        let upstream = resp.bytes_stream();
-        let s = futures::stream::unfold(
-            (upstream, state, false),
-            |(mut up, mut st, done)| async move {
-                if done {
-                    return None;
-                }
-                loop {
-                    match up.next().await {
-                        Some(Ok(chunk)) => {
-                            let out = st.on_chunk(&chunk);
-                            if !out.is_empty() {
-                                return Some((Ok::<Bytes, std::io::Error>(out), (up, st, false)));
-                            }
-                        }
-                        Some(Err(e)) => {
-                            st.end(Some(error_chain(&e)));
-                            return None;
-                        }
-                        None => {
-                            let rest = st.on_end();
-                            st.end(None);
-                            return if rest.is_empty() {
-                                None
-                            } else {
-                                Some((Ok(rest), (up, st, true)))
-                            };
-                        }
-                    }
-                }
-            },
-        );
+        let idle = Duration::from_secs(gw.cfg.stream_idle_timeout_secs.max(1));
+        let s = relay(resp.bytes_stream(), state, idle);
         let mut r = Response::new(Body::from_stream(s));
-        *r.status_mut() = status;
-        *r.headers_mut() = out_headers;
+        *r.status_mut() = head.status;
+        *r.headers_mut() = head.headers;
         return Ok(r);
     }
 
-    let bytes = match tokio::time::timeout(timeout, resp.bytes()).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => {
-            let err = GatewayError::Upstream(format!(
-                "provider '{}' broke off its answer: {}",
-                route.provider,
-                error_chain(&e)
-            ));
-            return Err(call.fail(502, "upstream_broken", err));
-        }
-        Err(_) => {
-            let err = GatewayError::Timeout(format!(
-                "provider '{}' did not finish its answer within {} s",
-                route.provider,
-                timeout.as_secs()
-            ));
-            return Err(call.fail(504, "upstream_timeout", err));
-        }
+    let bytes = match (early_body, live) {
+        (Some(b), _) => b,
+        (None, Some(resp)) => read_all(resp, &route, deadline, timeout)
+            .await
+            .map_err(|e| call.fail(e))?,
+        (None, None) => Bytes::new(),
     };
+    let status = head.status;
+    let mut out_headers = head.headers;
     if !status.is_success() {
         gw.metrics.upstream_errors.fetch_add(1, Ordering::Relaxed);
     }
@@ -684,6 +910,9 @@ async fn forward(
             call.record.error_message = m;
         }
     }
+    if !status.is_success() && call.record.error_type.is_none() {
+        call.record.error_type = Some(format!("http_{}", status.as_u16()));
+    }
     // An Anthropic answer to an OpenAI-shaped call goes back in OpenAI's shape.
     let bytes = match (&parsed, route.translate) {
         (Some(v), true) => {
@@ -693,11 +922,14 @@ async fn forward(
                 crate::anthropic::error_to_openai(v)
             };
             out_headers.insert("content-type", HeaderValue::from_static("application/json"));
-            Bytes::from(serde_json::to_vec(&out).unwrap_or_default())
+            match serde_json::to_vec(&out) {
+                Ok(b) => Bytes::from(b),
+                Err(_) => bytes,
+            }
         }
         _ => bytes,
     };
-    if !call.meta.omit_response && bytes.len() <= gw.cfg.max_stored_body_bytes {
+    if !call.omit_response && bytes.len() <= gw.cfg.max_stored_body_bytes {
         call.record.response_body = Some(String::from_utf8_lossy(&bytes).into_owned());
     }
     call.finish(usage, None);
@@ -705,6 +937,59 @@ async fn forward(
     *r.status_mut() = status;
     *r.headers_mut() = out_headers;
     Ok(r)
+}
+
+/// The client's response body: the provider's SSE events as they complete, through
+/// [`StreamState`]. A provider that breaks off (or goes quiet past `idle`) breaks the client's
+/// stream too, so the client sees an error rather than a silently short answer.
+fn relay<S>(
+    upstream: S,
+    state: StreamState,
+    idle: Duration,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static
+where
+    S: futures::Stream<Item = Result<Bytes, reqwest::Error>> + Send + Unpin + 'static,
+{
+    futures::stream::unfold(
+        (upstream, state, false),
+        move |(mut up, mut st, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                match tokio::time::timeout(idle, up.next()).await {
+                    Ok(Some(Ok(chunk))) => {
+                        let out = st.on_chunk(&chunk);
+                        if !out.is_empty() {
+                            return Some((Ok(out), (up, st, false)));
+                        }
+                    }
+                    Ok(Some(Err(e))) => {
+                        let msg = format!("the provider's stream broke off: {}", error_chain(&e));
+                        st.end(Some(("upstream_stream_error", msg.clone())));
+                        return Some((Err(std::io::Error::other(msg)), (up, st, true)));
+                    }
+                    Ok(None) => {
+                        let rest = st.on_end();
+                        st.end(None);
+                        return if rest.is_empty() {
+                            None
+                        } else {
+                            Some((Ok(rest), (up, st, true)))
+                        };
+                    }
+                    Err(_) => {
+                        let msg = format!(
+                            "the provider sent nothing for {} s (gateway.stream_idle_timeout_secs)",
+                            idle.as_secs()
+                        );
+                        st.end(Some(("upstream_stream_timeout", msg.clone())));
+                        return Some((Err(std::io::Error::other(msg)), (up, st, true)));
+                    }
+                }
+            }
+        },
+    )
 }
 
 /// `error.type`/`error.code` and `error.message` of an OpenAI- or Anthropic-shaped error body.
@@ -730,26 +1015,31 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 impl Call {
     /// Records a call that failed in the gateway and hands back the error to answer with.
-    fn fail(mut self, status: i32, error_type: &str, err: GatewayError) -> GatewayError {
+    fn fail(&mut self, e: SendError) -> GatewayError {
         self.gw
             .metrics
             .upstream_errors
             .fetch_add(1, Ordering::Relaxed);
-        self.record.status = status;
-        self.record.error_type = Some(error_type.to_owned());
-        self.record.error_message = Some(err.to_string());
+        self.record.status = e.status;
+        self.record.error_type = Some(e.error_type.to_owned());
+        self.record.error_message = Some(e.err.to_string());
         self.finish(None, None);
-        err
+        e.err
     }
 
-    /// Fills in timing, tokens and cost, and queues the record.
-    fn finish(mut self, usage: Option<Usage>, ttft_ms: Option<i64>) {
+    /// Fills in timing, tokens and cost, and queues the record (once).
+    fn finish(&mut self, usage: Option<Usage>, ttft_ms: Option<i64>) {
+        if self.sent {
+            return;
+        }
+        self.sent = true;
         let r = &mut self.record;
         let elapsed = self.started.elapsed();
-        r.latency_ms = elapsed.as_millis() as i64;
+        r.latency_ms = i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX);
         r.completed_at = r.created_at
             + chrono::TimeDelta::from_std(elapsed).unwrap_or(chrono::TimeDelta::zero());
-        r.ttft_ms = ttft_ms.map(|t| t.min(r.latency_ms));
+        r.ttft_ms = ttft_ms.map(|t| t.clamp(0, r.latency_ms));
+        // Without usage a successful call cannot be priced: cost stays unknown (never $0).
         let known_usage = usage.is_some() || r.status >= 400;
         let u = usage.unwrap_or_default();
         r.prompt_tokens = u.prompt_tokens;
@@ -763,12 +1053,42 @@ impl Call {
             r.price_known = cost.usd.is_some();
             r.cost_usd = cost.usd;
         }
-        self.gw.recorder.record(std::mem::replace(
+        let created_at = r.created_at;
+        let record = std::mem::replace(
             &mut self.record,
-            RequestRecord::new(Uuid::nil(), "", Utc::now()),
-        ));
+            RequestRecord::new(Uuid::nil(), String::new(), created_at),
+        );
+        self.gw
+            .recorder
+            .record(record, std::mem::take(&mut self.secrets));
     }
 }
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        if self.sent {
+            return;
+        }
+        // The client went away while Loupe waited for the provider (the request future was
+        // dropped, which also dropped the upstream request).
+        self.gw
+            .metrics
+            .client_disconnects
+            .fetch_add(1, Ordering::Relaxed);
+        if !self.responded {
+            self.record.status = STATUS_CLIENT_CLOSED;
+        }
+        self.record.error_type = Some("client_disconnected".into());
+        self.record.error_message = Some(
+            "the client closed the connection before the answer was complete; the upstream call was cancelled".into(),
+        );
+        let ttft = self.record.ttft_ms;
+        self.finish(None, ttft);
+    }
+}
+
+/// Status recorded for a call whose client left before the provider answered (nginx's 499).
+const STATUS_CLIENT_CLOSED: i32 = 499;
 
 /// Per-stream state; its `Drop` records the call, finished or cut off.
 struct StreamState {
@@ -777,54 +1097,112 @@ struct StreamState {
     splitter: EventSplitter,
     /// `data:` payloads that carry usage, as SSE text for [`Usage::from_sse`].
     usage_events: String,
+    /// What the client received (`None` when omitted or past `max_body`).
     body_copy: Option<BytesMut>,
+    max_body: usize,
     strip_usage_chunk: bool,
     response_model: Option<String>,
+    /// When the first byte of the event still being assembled arrived.
+    partial_since: Option<Instant>,
+    /// When the first event with a `data:` field began (TTFT if no content event is seen).
+    first_data: Option<Instant>,
+    /// Events still to inspect for content (TTFT); bounds JSON parsing of event bodies.
+    content_probes_left: u32,
     finished: bool,
-    error: Option<String>,
+    /// `(error_type, message)` when the provider's stream failed.
+    error: Option<(&'static str, String)>,
     call: Option<Call>,
 }
 
 /// Bounds what a stream keeps for usage parsing.
 const MAX_USAGE_TEXT: usize = 1 << 20;
+/// Events inspected for the first content event before TTFT falls back to the first event.
+const MAX_CONTENT_PROBES: u32 = 256;
+
+/// Whether an event's data carries generated output (text, tool-call, refusal or reasoning
+/// deltas): OpenAI chat/completions chunks, Anthropic `content_block_delta`, Responses
+/// `*.delta` events, Gemini candidates.
+pub(crate) fn is_content_event(data: &str) -> bool {
+    let Ok(v) = serde_json::from_str::<Value>(data) else {
+        return false;
+    };
+    if let Some(t) = v.get("type").and_then(Value::as_str) {
+        return t == "content_block_delta" || t.ends_with(".delta");
+    }
+    if let Some(choices) = v.get("choices").and_then(Value::as_array) {
+        return choices.iter().any(|c| {
+            c.get("text")
+                .and_then(Value::as_str)
+                .is_some_and(|t| !t.is_empty())
+                || c.get("delta").and_then(Value::as_object).is_some_and(|d| {
+                    d.iter().any(|(k, x)| {
+                        k != "role"
+                            && match x {
+                                Value::Null => false,
+                                Value::String(s) => !s.is_empty(),
+                                Value::Array(a) => !a.is_empty(),
+                                Value::Object(o) => !o.is_empty(),
+                                _ => true,
+                            }
+                    })
+                })
+        });
+    }
+    v.get("candidates").is_some()
+}
 
 impl StreamState {
-    fn ttft_pending(&self) -> bool {
-        self.call
-            .as_ref()
-            .is_some_and(|c| c.record.ttft_ms.is_none())
-    }
-
     fn on_chunk(&mut self, chunk: &[u8]) -> Bytes {
-        if self.ttft_pending()
-            && let Some(c) = self.call.as_mut()
-        {
-            c.record.ttft_ms = Some(c.started.elapsed().as_millis() as i64);
-        }
+        let now = Instant::now();
+        let first_start = self.partial_since.unwrap_or(now);
         let events = self.splitter.push(chunk);
-        self.forward(events)
+        self.partial_since =
+            self.splitter
+                .pending()
+                .then_some(if events.is_empty() { first_start } else { now });
+        self.forward(events, first_start, now)
     }
 
-    /// The upstream stream ended (with an error, or cleanly).
-    fn end(&mut self, error: Option<String>) {
+    /// The upstream stream ended: cleanly (`None`) or with `(error_type, message)`.
+    fn end(&mut self, error: Option<(&'static str, String)>) {
         self.error = error;
         self.finished = true;
     }
 
     fn on_end(&mut self) -> Bytes {
+        let now = Instant::now();
+        let first_start = self.partial_since.take().unwrap_or(now);
         let rest: Vec<Bytes> = self.splitter.finish().into_iter().collect();
-        self.forward(rest)
+        self.forward(rest, first_start, now)
     }
 
-    fn forward(&mut self, events: Vec<Bytes>) -> Bytes {
+    /// Notes when output began: the first byte of the first event carrying content.
+    fn observe_timing(&mut self, data: &str, began: Instant) {
+        let Some(c) = self.call.as_mut() else {
+            return;
+        };
+        if c.record.ttft_ms.is_some() || self.content_probes_left == 0 {
+            return;
+        }
+        self.first_data.get_or_insert(began);
+        self.content_probes_left -= 1;
+        if is_content_event(data) {
+            c.record.ttft_ms = Some(ms_between(c.started, began));
+        }
+    }
+
+    fn forward(&mut self, events: Vec<Bytes>, first_start: Instant, now: Instant) -> Bytes {
         let mut out = BytesMut::new();
-        for ev in events {
+        for (i, ev) in events.into_iter().enumerate() {
+            let began = if i == 0 { first_start } else { now };
             let mut drop_event = false;
-            if let Some(data) = data_of(&ev) {
+            let data = data_of(&ev);
+            if let Some(data) = &data {
+                self.observe_timing(data, began);
                 // OpenAI marks every chunk `"usage":null` once usage was asked for.
                 let has_usage = data.contains("\"usage\"") && !data.contains("\"usage\":null");
                 if has_usage || self.response_model.is_none() {
-                    if let Ok(v) = serde_json::from_str::<Value>(&data) {
+                    if let Ok(v) = serde_json::from_str::<Value>(data) {
                         if self.response_model.is_none() {
                             self.response_model = v
                                 .get("model")
@@ -844,7 +1222,7 @@ impl StreamState {
                     }
                     if has_usage && self.usage_events.len() + data.len() < MAX_USAGE_TEXT {
                         self.usage_events.push_str("data: ");
-                        self.usage_events.push_str(&data);
+                        self.usage_events.push_str(data);
                         self.usage_events.push_str("\n\n");
                     }
                 }
@@ -853,8 +1231,8 @@ impl StreamState {
                 continue;
             }
             let ev = match self.translator.as_mut() {
-                Some(t) => match data_of(&ev) {
-                    Some(d) => Bytes::from(t.event(&d)),
+                Some(t) => match &data {
+                    Some(d) => Bytes::from(t.event(d)),
                     None => continue,
                 },
                 None => ev,
@@ -870,8 +1248,8 @@ impl StreamState {
             } else {
                 ev
             };
-            if let (Some(copy), Some(c)) = (self.body_copy.as_mut(), self.call.as_ref()) {
-                if copy.len() + ev.len() <= c.gw.cfg.max_stored_body_bytes {
+            if let Some(copy) = self.body_copy.as_mut() {
+                if copy.len() + ev.len() <= self.max_body {
                     copy.extend_from_slice(&ev);
                 } else {
                     self.body_copy = None;
@@ -881,6 +1259,10 @@ impl StreamState {
         }
         out.freeze()
     }
+}
+
+fn ms_between(from: Instant, to: Instant) -> i64 {
+    i64::try_from(to.saturating_duration_since(from).as_millis()).unwrap_or(i64::MAX)
 }
 
 const NULL_USAGE: &[u8] = b",\"usage\":null";
@@ -911,13 +1293,18 @@ impl Drop for StreamState {
         if let Some(b) = self.body_copy.take() {
             call.record.response_body = Some(String::from_utf8_lossy(&b).into_owned());
         }
-        if let Some(e) = self.error.take() {
+        if call.record.ttft_ms.is_none()
+            && let Some(t) = self.first_data
+        {
+            call.record.ttft_ms = Some(ms_between(call.started, t));
+        }
+        if let Some((ty, msg)) = self.error.take() {
             call.gw
                 .metrics
                 .upstream_errors
                 .fetch_add(1, Ordering::Relaxed);
-            call.record.error_type = Some("upstream_stream_error".into());
-            call.record.error_message = Some(format!("the provider's stream broke off: {e}"));
+            call.record.error_type = Some(ty.into());
+            call.record.error_message = Some(msg);
         } else if !self.finished {
             call.gw
                 .metrics
@@ -935,6 +1322,118 @@ impl Drop for StreamState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_events_start_ttft() {
+        for (data, content) in [
+            (
+                r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null}}]}"#,
+                false,
+            ),
+            (
+                r#"{"choices":[{"index":0,"delta":{"content":"Jup"}}]}"#,
+                true,
+            ),
+            (
+                r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{"}}]}}]}"#,
+                true,
+            ),
+            (
+                r#"{"choices":[{"index":0,"delta":{"reasoning_content":"hmm"}}]}"#,
+                true,
+            ),
+            (
+                r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+                false,
+            ),
+            (r#"{"choices":[],"usage":{"prompt_tokens":1}}"#, false),
+            (r#"{"choices":[{"text":"\n\nJ","index":0}]}"#, true),
+            (r#"{"type":"message_start","message":{"usage":{}}}"#, false),
+            (r#"{"type":"ping"}"#, false),
+            (
+                r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"J"}}"#,
+                true,
+            ),
+            (r#"{"type":"response.output_text.delta","delta":"J"}"#, true),
+            (r#"{"type":"response.created","response":{}}"#, false),
+            ("[DONE]", false),
+        ] {
+            assert_eq!(is_content_event(data), content, "{data}");
+        }
+    }
+
+    #[test]
+    fn models_resolve_by_map_then_prefix_then_rule() {
+        let providers = crate::ProvidersConfig::default();
+        let mut map = std::collections::BTreeMap::new();
+        map.insert("fast".to_owned(), "groq/llama-3.3-70b".to_owned());
+        map.insert("alias".to_owned(), "claude-haiku-4-5".to_owned());
+        let r = |m: &str, messages: bool| {
+            let (p, m) = resolve_model(&map, &providers, messages, m);
+            format!("{p} {m}")
+        };
+        assert_eq!(r("fast", false), "groq llama-3.3-70b");
+        assert_eq!(r("alias", false), "anthropic claude-haiku-4-5");
+        assert_eq!(
+            r("anthropic/claude-3-5-sonnet-20241022", false),
+            "anthropic claude-3-5-sonnet-20241022"
+        );
+        assert_eq!(
+            r("together/meta-llama/Llama-3-70b", false),
+            "together meta-llama/Llama-3-70b"
+        );
+        assert_eq!(
+            r("meta-llama/Llama-3-70b", false),
+            "openai meta-llama/Llama-3-70b"
+        );
+        assert_eq!(r("claude-sonnet-4-5", false), "anthropic claude-sonnet-4-5");
+        assert_eq!(r("gemini-2.5-flash", false), "gemini gemini-2.5-flash");
+        assert_eq!(r("gpt-4o", false), "openai gpt-4o");
+        assert_eq!(r("my-finetune", true), "anthropic my-finetune");
+        assert_eq!(r("openai/", false), "openai openai/");
+    }
+
+    #[test]
+    fn loupe_credential_and_hop_by_hop_headers_stay_home() {
+        for h in [
+            "helicone-auth",
+            "loupe-auth",
+            "helicone-property-x",
+            "loupe-session-id",
+            "authorization",
+            "x-api-key",
+            "api-key",
+            "connection",
+            "keep-alive",
+            "transfer-encoding",
+            "te",
+            "upgrade",
+            "host",
+            "content-length",
+            "content-type",
+            "accept-encoding",
+            "cookie",
+            "proxy-authorization",
+        ] {
+            assert!(!forwardable(h), "{h}");
+        }
+        for h in [
+            "openai-organization",
+            "anthropic-version",
+            "anthropic-beta",
+            "user-agent",
+            "x-stainless-os",
+            "accept",
+        ] {
+            assert!(forwardable(h), "{h}");
+        }
+        let mut m = HeaderMap::new();
+        m.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, X-Trace-Hop"),
+        );
+        assert_eq!(connection_listed(&m), ["keep-alive", "x-trace-hop"]);
+    }
 
     #[test]
     fn null_usage_fields_are_removed_and_nothing_else() {

@@ -12,7 +12,12 @@ pub struct EventSplitter {
     scanned: usize,
 }
 
+/// An "event" that grows past this without a blank line is handed on as it is (a provider that
+/// does not speak SSE properly must not make Loupe buffer without bound).
+pub const MAX_EVENT_BYTES: usize = 4 << 20;
+
 impl EventSplitter {
+    /// Adds a chunk; returns the events it completed, in order.
     pub fn push(&mut self, chunk: &[u8]) -> Vec<Bytes> {
         self.buf.extend_from_slice(chunk);
         let mut out = Vec::new();
@@ -20,7 +25,16 @@ impl EventSplitter {
             out.push(self.buf.split_to(end).freeze());
             self.scanned = 0;
         }
+        if self.buf.len() > MAX_EVENT_BYTES {
+            self.scanned = 0;
+            out.push(self.buf.split().freeze());
+        }
         out
+    }
+
+    /// Whether part of an event is waiting for its end.
+    pub fn pending(&self) -> bool {
+        !self.buf.is_empty()
     }
 
     /// Whatever is left when the stream ends (an event without a final blank line).
@@ -127,6 +141,38 @@ mod tests {
             let threes: Vec<&[u8]> = text.as_bytes().chunks(3).collect();
             assert_eq!(split_all(&threes), want, "{sep:?} threes");
         }
+    }
+
+    #[test]
+    fn mixed_endings_and_breaks_split_across_chunks() {
+        // CRLF whose CR and LF arrive in different chunks is one break, not two.
+        assert_eq!(
+            split_all(&[b"data: a\r", b"\n\r", b"\ndata: b\r\n\r\n"]),
+            vec!["data: a\r\n\r\n".to_string(), "data: b\r\n\r\n".to_string()]
+        );
+        // A CR stream whose second CR comes later.
+        assert_eq!(
+            split_all(&[b"data: a\r", b"\rdata: b\r\r"]),
+            vec!["data: a\r\r".to_string(), "data: b\r\r".to_string()]
+        );
+        // A final event without its blank line is handed over at the end.
+        assert_eq!(
+            split_all(&[b"data: a\n\ndata: [DONE]"]),
+            vec!["data: a\n\n".to_string(), "data: [DONE]".to_string()]
+        );
+        let mut s = EventSplitter::default();
+        assert!(s.push(b"data: x").is_empty() && s.pending());
+        assert_eq!(s.push(b"\n\n").len(), 1);
+        assert!(!s.pending());
+    }
+
+    #[test]
+    fn an_endless_event_is_not_buffered_without_bound() {
+        let mut s = EventSplitter::default();
+        let big = vec![b'x'; MAX_EVENT_BYTES + 1];
+        let out = s.push(&big);
+        assert_eq!(out.len(), 1);
+        assert!(!s.pending());
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod keys;
 
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use loupe_model::PriceTable;
 use loupe_storage::Storage;
 use tokio::net::TcpListener;
@@ -69,6 +70,11 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     // Tests and scripts read this line to find the port when listening on :0.
     eprintln!("loupe listening on http://{addr}");
+    // Without TCP_NODELAY, Nagle holds each small SSE chunk until the client's delayed ACK
+    // (~40 ms on Linux): streamed calls would get their tokens late.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app::router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await
