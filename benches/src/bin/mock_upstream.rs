@@ -1,5 +1,6 @@
 //! A fast mock LLM provider for the gateway benches: `POST /v1/chat/completions` answers a fixed
-//! OpenAI chat completion (or, with `"stream": true`, a 5-chunk SSE stream with a usage chunk).
+//! OpenAI chat completion (or, with `"stream": true`, a 5-chunk SSE stream with a usage chunk; the
+//! first chunk goes out at once, the others 2 ms apart, so a client can time its first token).
 //! Prints `listening on http://ADDR` and serves until killed.
 //!   mock_upstream [--listen 127.0.0.1:0]
 
@@ -9,18 +10,20 @@ use axum::routing::post;
 
 const JSON: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","created":1735689600,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"Jupiter is the largest planet in the solar system."},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":17,"completion_tokens":11,"total_tokens":28,"prompt_tokens_details":{"cached_tokens":0},"completion_tokens_details":{"reasoning_tokens":0}}}"#;
 
-fn sse(include_usage: bool) -> String {
-    let mut s = String::new();
+fn sse(include_usage: bool) -> Vec<String> {
+    let mut out = Vec::new();
     for w in ["Jupiter", " is", " the", " largest", "."] {
-        s.push_str(&format!(
+        out.push(format!(
             "data: {{\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-mini-2024-07-18\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{w}\"}},\"finish_reason\":null}}]}}\n\n"
         ));
     }
+    let mut last = String::new();
     if include_usage {
-        s.push_str("data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-mini-2024-07-18\",\"choices\":[],\"usage\":{\"prompt_tokens\":17,\"completion_tokens\":5,\"total_tokens\":22}}\n\n");
+        last.push_str("data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-mini-2024-07-18\",\"choices\":[],\"usage\":{\"prompt_tokens\":17,\"completion_tokens\":5,\"total_tokens\":22}}\n\n");
     }
-    s.push_str("data: [DONE]\n\n");
-    s
+    last.push_str("data: [DONE]\n\n");
+    out.push(last);
+    out
 }
 
 async fn chat(body: Bytes) -> axum::response::Response {
@@ -31,7 +34,16 @@ async fn chat(body: Bytes) -> axum::response::Response {
         axum::response::Response::builder()
             .header("content-type", "text/event-stream")
             .header("x-request-id", "req_bench")
-            .body(Body::from(sse(usage)))
+            .body(Body::from_stream(futures::stream::unfold(
+                (sse(usage).into_iter(), true),
+                |(mut chunks, first)| async move {
+                    let c = chunks.next()?;
+                    if !first {
+                        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                    }
+                    Some((Ok::<_, std::io::Error>(Bytes::from(c)), (chunks, false)))
+                },
+            )))
             .unwrap_or_default()
     } else {
         axum::response::Response::builder()
@@ -59,5 +71,8 @@ async fn main() {
         eprintln!("listening on http://{a}");
     }
     let app = Router::new().route("/v1/chat/completions", post(chat));
+    let l = axum::serve::ListenerExt::tap_io(l, |s| {
+        let _ = s.set_nodelay(true);
+    });
     let _ = axum::serve(l, app).await;
 }

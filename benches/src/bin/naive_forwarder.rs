@@ -70,5 +70,8 @@ async fn main() {
     let app = Router::new()
         .route("/v1/chat/completions", post(forward))
         .with_state(st);
+    let l = axum::serve::ListenerExt::tap_io(l, |s| {
+        let _ = s.set_nodelay(true);
+    });
     let _ = axum::serve(l, app).await;
 }
