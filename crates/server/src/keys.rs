@@ -112,29 +112,39 @@ impl KeyStore {
             path,
             state: RwLock::new((None, HashMap::new())),
         };
-        ks.reload_if_changed()?;
+        ks.load(ks.version())?;
         Ok(ks)
     }
 
-    fn reload_if_changed(&self) -> Result<(), String> {
-        // Identify the file version by (mtime, size, inode): every write renames a new file into
-        // place, so the inode changes even when two writes share a timestamp.
-        let mtime = std::fs::metadata(&self.path).ok().and_then(|m| {
+    /// Identifies the file version by (mtime, size, inode): every write renames a new file into
+    /// place, so the inode changes even when two writes share a timestamp. `None`: no file.
+    fn version(&self) -> Option<FileVersion> {
+        std::fs::metadata(&self.path).ok().and_then(|m| {
             use std::os::unix::fs::MetadataExt;
             m.modified().ok().map(|t| (t, m.len(), m.ino()))
-        });
-        let current = self.state.read().map(|s| s.0).unwrap_or(None);
-        if mtime == current && current.is_some() {
-            return Ok(());
-        }
+        })
+    }
+
+    fn load(&self, version: Option<FileVersion>) -> Result<(), String> {
         let map = read(&self.path)?
             .into_iter()
             .map(|k| (k.hash, k.org_id))
             .collect();
         if let Ok(mut s) = self.state.write() {
-            *s = (mtime, map);
+            *s = (version, map);
         }
         Ok(())
+    }
+
+    /// One `stat` per call; the file is read again only when it changed (or appeared/vanished).
+    /// With no keys file (the default on loopback) nothing is opened per request.
+    fn reload_if_changed(&self) -> Result<(), String> {
+        let version = self.version();
+        let current = self.state.read().map(|s| s.0).unwrap_or(None);
+        if version == current {
+            return Ok(());
+        }
+        self.load(version)
     }
 
     /// True when at least one key exists: then every request must present one.
