@@ -16,6 +16,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::config::{ProviderConfig, ProviderKind};
+use crate::fallback::Candidate;
 use crate::sse::{EventSplitter, data_of};
 use crate::{Gateway, GatewayError};
 
@@ -134,7 +135,7 @@ struct Meta {
 }
 
 /// `Helicone-<name>` or `Loupe-<name>` (name in lower case).
-fn meta_header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn meta_header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     for prefix in ["helicone-", "loupe-"] {
         if let Some(v) = h
             .get(format!("{prefix}{name}"))
@@ -206,6 +207,7 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// A provider key the caller sent.
+#[derive(Clone)]
 enum CallerKey {
     /// Passthrough mode: used instead of any configured key.
     Wins(String),
@@ -317,10 +319,10 @@ fn route(
     gw: &Gateway,
     ep: Endpoint,
     model: &str,
-    meta: &Meta,
+    target_url: Option<&str>,
     path: &str,
 ) -> Result<Route, GatewayError> {
-    if let Some(target) = &meta.target_url {
+    if let Some(target) = target_url {
         if !(target.starts_with("http://") || target.starts_with("https://")) {
             return Err(GatewayError::BadRequest(format!(
                 "Helicone-Target-URL '{target}' is not an http(s) URL"
@@ -499,6 +501,8 @@ struct Call {
     /// The provider's status line arrived.
     responded: bool,
     sent: bool,
+    /// `u=cents` rate-limit counters charged with the call's cost when it is finished.
+    cents: Vec<crate::ratelimit::Applied>,
 }
 
 /// What Loupe answers when it could not get an answer from the provider.
@@ -542,6 +546,7 @@ fn build_request(
     headers: &HeaderMap,
     key: &str,
     body: Bytes,
+    extra: &HeaderMap,
 ) -> reqwest::RequestBuilder {
     let listed = connection_listed(headers);
     let mut out = HeaderMap::with_capacity(headers.len() + 3);
@@ -578,6 +583,12 @@ fn build_request(
                     HeaderValue::from_static("2023-06-01"),
                 );
             }
+        }
+    }
+    // A `Helicone-Fallbacks` entry's own headers (its key is already in `key`).
+    for (name, value) in extra {
+        if forwardable(name.as_str()) {
+            out.insert(name.clone(), value.clone());
         }
     }
     out.insert(
@@ -706,51 +717,68 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
-async fn forward(
-    gw: Arc<Gateway>,
+/// One candidate made ready to send: where, with which key and body.
+struct Prepared {
+    route: Route,
+    key: String,
+    upstream_body: Bytes,
+    /// The body without the injected `stream_options`, in case the provider rejects them.
+    plain_body: Option<Bytes>,
+    strip_usage_chunk: bool,
+    client_wants_usage: bool,
+    /// A `Helicone-Fallbacks` entry's headers.
+    extra_headers: HeaderMap,
+}
+
+/// The provider key in a `Helicone-Fallbacks` entry's headers.
+fn entry_key(h: &HeaderMap) -> Option<String> {
+    header_str(h, "authorization")
+        .map(bearer)
+        .or_else(|| header_str(h, "x-api-key").map(str::trim))
+        .or_else(|| header_str(h, "api-key").map(str::trim))
+        .map(str::to_owned)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn prepare(
+    gw: &Gateway,
     ep: Endpoint,
-    headers: &HeaderMap,
-    body: Bytes,
-    started: Instant,
-    created_at: DateTime<Utc>,
-) -> Result<Response, GatewayError> {
-    let (org, passthrough) = authenticate(&gw, headers)?;
-    let mut json: Value = serde_json::from_slice(&body).map_err(|e| {
-        GatewayError::BadRequest(format!(
-            "the request body must be a JSON object ({e}); see the provider's API reference for {}",
-            ep.suffix()
-        ))
-    })?;
-    if !json.is_object() {
-        return Err(GatewayError::BadRequest(
-            "the request body must be a JSON object".into(),
-        ));
+    cand: &Candidate,
+    json: &Value,
+    body: &Bytes,
+    requested_model: &str,
+    target_url: Option<&str>,
+    passthrough: Option<CallerKey>,
+    path: &str,
+) -> Result<Prepared, GatewayError> {
+    let mut json = json.clone();
+    let mut modified = false;
+    if let Some(o) = &cand.body_override {
+        for (k, v) in o {
+            json[k.as_str()] = v.clone();
+        }
+        modified = true;
     }
-    let model = json
-        .get("model")
-        .and_then(Value::as_str)
-        .filter(|m| !m.is_empty())
-        .ok_or_else(|| {
-            GatewayError::BadRequest(
-                "'model' is required: a string such as \"gpt-4o-mini\" or \"groq/llama-3.3-70b-versatile\"".into(),
-            )
-        })?
-        .to_owned();
-    let meta = Meta::from_headers(headers, Some(&json));
-    let path = format!("/v1{}", ep.suffix());
-    let route = route(&gw, ep, &model, &meta, &path)?;
-    let key = upstream_key(&route.config, &route.provider, passthrough)?;
+    let model = cand
+        .model
+        .clone()
+        .unwrap_or_else(|| requested_model.to_owned());
+    let target = cand.target_url.as_deref().or(target_url);
+    let route = route(gw, ep, &model, target, path)?;
+    let caller = match entry_key(&cand.headers) {
+        Some(k) => Some(CallerKey::Wins(k)),
+        None => passthrough,
+    };
+    let key = upstream_key(&route.config, &route.provider, caller)?;
 
     let stream = json.get("stream").and_then(Value::as_bool) == Some(true);
-    let mut modified = false;
-    if route.model != model {
+    if json.get("model").and_then(Value::as_str) != Some(route.model.as_str()) {
         json["model"] = Value::String(route.model.clone());
         modified = true;
     }
     // Usage of a streamed OpenAI chat call comes in a final chunk only if asked for: ask, and
     // take that chunk out of what the client sees if the client did not ask itself.
     let mut strip_usage_chunk = false;
-    // The body without the injected `stream_options`, in case the provider rejects them.
     let mut plain_body: Option<Bytes> = None;
     if stream
         && matches!(ep, Endpoint::Chat | Endpoint::Completions)
@@ -795,15 +823,264 @@ async fn forward(
     } else {
         body.clone()
     };
+    Ok(Prepared {
+        route,
+        key,
+        upstream_body,
+        plain_body,
+        strip_usage_chunk,
+        client_wants_usage,
+        extra_headers: cand.headers.clone(),
+    })
+}
 
+/// A provider's answer to one attempt: its head, and either the live stream (a successful
+/// SSE answer) or the whole body.
+struct Answer {
+    head: Head,
+    live: Option<reqwest::Response>,
+    body: Option<Bytes>,
+    strip_usage_chunk: bool,
+}
+
+/// One upstream attempt. Anything but a successful stream is read whole here, so a body that
+/// breaks off is a failed attempt (and may be retried) rather than a broken answer.
+async fn try_once(
+    gw: &Gateway,
+    p: &Prepared,
+    headers: &HeaderMap,
+    call: &mut Call,
+) -> Result<Answer, SendError> {
+    let timeout = Duration::from_secs(gw.cfg.upstream_timeout_secs.max(1));
+    let deadline = tokio::time::Instant::now() + timeout;
+    let req = build_request(
+        gw,
+        &p.route,
+        headers,
+        &p.key,
+        p.upstream_body.clone(),
+        &p.extra_headers,
+    );
+    let resp = send(req, &p.route, deadline, timeout).await?;
+    let mut head = Head::of(&resp, call);
+    let mut live = Some(resp);
+    let mut body: Option<Bytes> = None;
+    let mut strip_usage_chunk = p.strip_usage_chunk;
+    // A server that rejects `stream_options` (which Loupe added) gets the call as the client
+    // sent it: the call must not fail because of Loupe.
+    if let Some(plain) = &p.plain_body
+        && matches!(head.status.as_u16(), 400 | 422)
+        && let Some(resp) = live.take()
+    {
+        let bytes = read_all(resp, &p.route, deadline, timeout).await?;
+        if contains(&bytes, b"stream_options") {
+            tracing::debug!(provider = %p.route.provider, "provider rejected stream_options; retrying without");
+            strip_usage_chunk = false;
+            let req = build_request(
+                gw,
+                &p.route,
+                headers,
+                &p.key,
+                plain.clone(),
+                &p.extra_headers,
+            );
+            let resp = send(req, &p.route, deadline, timeout).await?;
+            head = Head::of(&resp, call);
+            live = Some(resp);
+        } else {
+            body = Some(bytes);
+        }
+    }
+    if !(head.is_sse && head.status.is_success())
+        && let Some(resp) = live.take()
+    {
+        body = Some(read_all(resp, &p.route, deadline, timeout).await?);
+    }
+    Ok(Answer {
+        head,
+        live,
+        body,
+        strip_usage_chunk,
+    })
+}
+
+/// Where a successful answer is saved in the cache.
+struct CacheSave {
+    key: crate::cache::CacheKey,
+    ttl: Duration,
+    max_bytes: usize,
+}
+
+impl CacheSave {
+    /// Saves a successful answer; `record` names who answered (its bodies are not read).
+    #[allow(clippy::too_many_arguments)]
+    fn store(
+        &self,
+        gw: &Gateway,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: Bytes,
+        stream: bool,
+        record: &RequestRecord,
+        response_model: Option<String>,
+        usage: Option<&Usage>,
+    ) {
+        if !status.is_success() || body.len() > self.max_bytes {
+            return;
+        }
+        let cost = usage.and_then(|u| gw.prices.cost(&record.provider, &record.model, u).usd);
+        let answer = crate::cache::CachedAnswer {
+            status: status.as_u16(),
+            headers: headers
+                .iter()
+                .filter(|(n, _)| !crate::cache::per_call_header(n.as_str()))
+                .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+                .collect(),
+            body,
+            stream,
+            provider: record.provider.clone(),
+            model: record.model.clone(),
+            response_model,
+            usage: usage.map(|u| crate::cache::CachedUsage {
+                prompt_tokens: u.prompt_tokens,
+                completion_tokens: u.completion_tokens,
+                cache_read_tokens: u.cache_read_tokens,
+                cache_write_tokens: u.cache_write_tokens.saturating_add(u.cache_write_1h_tokens),
+                reasoning_tokens: u.reasoning_tokens,
+                total_tokens: u.total_tokens,
+            }),
+            cost_usd: cost,
+        };
+        crate::run_soon(gw.stores.cache.put(self.key, Arc::new(answer), self.ttl));
+    }
+}
+
+fn insert_headers(out: &mut HeaderMap, extra: &[(HeaderName, HeaderValue)]) {
+    for (n, v) in extra {
+        out.insert(n.clone(), v.clone());
+    }
+}
+
+async fn forward(
+    gw: Arc<Gateway>,
+    ep: Endpoint,
+    headers: &HeaderMap,
+    body: Bytes,
+    started: Instant,
+    created_at: DateTime<Utc>,
+) -> Result<Response, GatewayError> {
+    let (org, passthrough) = authenticate(&gw, headers)?;
+    let json: Value = serde_json::from_slice(&body).map_err(|e| {
+        GatewayError::BadRequest(format!(
+            "the request body must be a JSON object ({e}); see the provider's API reference for {}",
+            ep.suffix()
+        ))
+    })?;
+    if !json.is_object() {
+        return Err(GatewayError::BadRequest(
+            "the request body must be a JSON object".into(),
+        ));
+    }
+    let model = json
+        .get("model")
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| {
+            GatewayError::BadRequest(
+                "'model' is required: a string such as \"gpt-4o-mini\" or \"groq/llama-3.3-70b-versatile\"".into(),
+            )
+        })?
+        .to_owned();
+    let meta = Meta::from_headers(headers, Some(&json));
+    let path = format!("/v1{}", ep.suffix());
+    let candidates = crate::fallback::plan(headers, &gw.cfg, &model)?;
+    let retry = crate::retry::RetryPolicy::resolve(headers, &gw.cfg, &model)?;
+    let cache = crate::cache::settings(headers, &gw.cfg, &model)?;
+    let caller_key = match &passthrough {
+        Some(CallerKey::Wins(k) | CallerKey::Fallback(k)) => Some(k.clone()),
+        None => None,
+    };
+    let mut secrets = secrets_of(headers, "");
+
+    // Rate limits first: a refused call costs nothing and reaches nobody.
+    let admission = crate::ratelimit::admit(
+        gw.stores.rate_limits.as_ref(),
+        &gw.cfg.rate_limit,
+        headers,
+        &crate::ratelimit::Who {
+            org: &org,
+            user_id: meta.user_id.as_deref(),
+            properties: &meta.properties,
+            key_sha256: gw
+                .cfg
+                .rate_limit
+                .policies
+                .iter()
+                .any(|p| !p.key_sha256.is_empty())
+                .then(|| loupe_key_sha256(headers))
+                .flatten(),
+        },
+    )
+    .await;
+    let admission = match admission {
+        Ok(a) => a,
+        Err(crate::ratelimit::Refusal::Limited {
+            message,
+            headers: rl_headers,
+            retry_after,
+        }) => {
+            gw.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+            let mut r = GatewayError::RateLimited(message).into_response_for(ep.anthropic());
+            insert_headers(r.headers_mut(), &rl_headers);
+            if let Ok(v) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string()) {
+                r.headers_mut().insert("retry-after", v);
+            }
+            return Ok(r);
+        }
+        Err(crate::ratelimit::Refusal::BadPolicy(m)) => return Err(GatewayError::BadRequest(m)),
+        Err(crate::ratelimit::Refusal::StoreFailed(m)) => {
+            return Err(GatewayError::Unavailable(format!(
+                "the rate limiter failed ({m}) and gateway.rate_limit.failure_mode is 'closed'; try again"
+            )));
+        }
+    };
+
+    // The cache.
+    let mut cache_save: Option<CacheSave> = None;
+    if let Some(c) = &cache {
+        let keys = crate::cache::keys(&org, &path, &json, c, headers, caller_key.as_deref());
+        let slot = if c.read {
+            match crate::cache::lookup(gw.stores.cache.as_ref(), &keys).await {
+                crate::cache::Lookup::Hit { answer, idx } => {
+                    gw.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(serve_hit(
+                        &gw, answer, idx, meta, org, path, &body, started, created_at, secrets,
+                        &admission,
+                    ));
+                }
+                crate::cache::Lookup::Miss { slot } => {
+                    gw.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
+                    slot
+                }
+            }
+        } else {
+            0
+        };
+        if c.write
+            && let Some(key) = keys.get(slot)
+        {
+            cache_save = Some(CacheSave {
+                key: *key,
+                ttl: c.ttl,
+                max_bytes: gw.cfg.cache.max_entry_bytes,
+            });
+        }
+    }
+
+    let stream = json.get("stream").and_then(Value::as_bool) == Some(true);
     let mut record = RequestRecord::new(meta.request_id, org, created_at);
     record.source = Source::Gateway;
-    record.provider = route.provider.clone();
-    record.model = meta
-        .model_override
-        .clone()
-        .unwrap_or_else(|| route.model.clone());
-    record.path = path;
+    record.path = path.clone();
     record.stream = stream;
     record.cache_hit = false;
     record.user_id = meta.user_id;
@@ -814,67 +1091,192 @@ async fn forward(
     if !meta.omit_request && body.len() <= gw.cfg.max_stored_body_bytes {
         record.request_body = Some(String::from_utf8_lossy(&body).into_owned());
     }
+    for c in &candidates {
+        if let Some(k) = entry_key(&c.headers) {
+            secrets.push(k);
+        }
+    }
     let mut call = Call {
         gw: gw.clone(),
         record,
         started,
         omit_response: meta.omit_response,
-        secrets: secrets_of(headers, &key),
+        secrets,
         responded: false,
         sent: false,
+        cents: admission.cents,
     };
 
-    let timeout = Duration::from_secs(gw.cfg.upstream_timeout_secs.max(1));
-    let deadline = tokio::time::Instant::now() + timeout;
-    let req = build_request(&gw, &route, headers, &key, upstream_body);
-    let resp = send(req, &route, deadline, timeout)
-        .await
-        .map_err(|e| call.fail(e))?;
-    let mut head = Head::of(&resp, &mut call);
-    let mut live = Some(resp);
-    let mut early_body: Option<Bytes> = None;
-    // A server that rejects `stream_options` (which Loupe added) gets the call as the client
-    // sent it: the call must not fail because of Loupe.
-    if let Some(plain) = plain_body
-        && matches!(head.status.as_u16(), 400 | 422)
-        && let Some(resp) = live.take()
-    {
-        let bytes = read_all(resp, &route, deadline, timeout)
-            .await
-            .map_err(|e| call.fail(e))?;
-        if contains(&bytes, b"stream_options") {
-            tracing::debug!(provider = %route.provider, "provider rejected stream_options; retrying without");
-            strip_usage_chunk = false;
-            let req = build_request(&gw, &route, headers, &key, plain);
-            let resp = send(req, &route, deadline, timeout)
-                .await
-                .map_err(|e| call.fail(e))?;
-            head = Head::of(&resp, &mut call);
-            live = Some(resp);
-        } else {
-            early_body = Some(bytes);
+    // Attempts: each candidate in turn, each retried per the policy.
+    let mut attempt_no: i32 = 0;
+    let mut outcome: Option<(Result<Answer, SendError>, usize, Prepared)> = None;
+    let mut prepare_error: Option<GatewayError> = None;
+    let mut sent_any = false;
+    'candidates: for (idx, cand) in candidates.iter().enumerate() {
+        let more = idx + 1 < candidates.len();
+        let prepared = match prepare(
+            &gw,
+            ep,
+            cand,
+            &json,
+            &body,
+            &model,
+            meta.target_url.as_deref(),
+            passthrough.clone(),
+            &path,
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                // A fallback that cannot be sent (no key, unknown provider…) is skipped.
+                attempt_no += 1;
+                call.record.attempts.push(loupe_model::Attempt {
+                    attempt: attempt_no,
+                    fallback_index: idx as i32,
+                    provider: String::new(),
+                    model: cand.model.clone().unwrap_or_else(|| model.clone()),
+                    status: i32::from(e.status().as_u16()),
+                    error_type: Some("not_sent".into()),
+                    error: Some(e.to_string()),
+                    latency_ms: 0,
+                    backoff_ms: 0,
+                });
+                prepare_error = Some(e);
+                continue;
+            }
+        };
+        if !call.secrets.iter().any(|s| s == &prepared.key) && prepared.key.len() >= 8 {
+            call.secrets.push(prepared.key.clone());
+        }
+        call.record.provider = prepared.route.provider.clone();
+        call.record.model = meta
+            .model_override
+            .clone()
+            .unwrap_or_else(|| prepared.route.model.clone());
+        let mut retries_done = 0u32;
+        loop {
+            attempt_no += 1;
+            let t0 = Instant::now();
+            sent_any = true;
+            let res = try_once(&gw, &prepared, headers, &mut call).await;
+            let (status, upstream_head) = match &res {
+                Ok(a) if a.head.status.is_success() => {
+                    outcome = Some((res, idx, prepared));
+                    break 'candidates;
+                }
+                Ok(a) => (a.head.status.as_u16(), Some(&a.head.headers)),
+                Err(e) => (u16::try_from(e.status).unwrap_or(502), None),
+            };
+            let falls = more
+                && match &res {
+                    Ok(_) => cand.falls_back_on(status),
+                    Err(_) => true,
+                };
+            let retryable = res.is_err() || crate::retry::retryable_status(status);
+            let delay = if retryable && retry.may_retry(retries_done) {
+                retry.delay(retries_done + 1, upstream_head)
+            } else {
+                None
+            };
+            if delay.is_none() && !falls {
+                outcome = Some((res, idx, prepared));
+                break 'candidates;
+            }
+            let (error_type, error) = match &res {
+                Ok(a) => {
+                    let parsed = a
+                        .body
+                        .as_deref()
+                        .and_then(|b| serde_json::from_slice::<Value>(b).ok());
+                    let (t, m) = parsed.as_ref().map(error_info).unwrap_or((None, None));
+                    (t.or_else(|| Some(format!("http_{status}"))), m)
+                }
+                Err(e) => (Some(e.error_type.to_owned()), Some(e.err.to_string())),
+            };
+            call.record.attempts.push(loupe_model::Attempt {
+                attempt: attempt_no,
+                fallback_index: idx as i32,
+                provider: prepared.route.provider.clone(),
+                model: prepared.route.model.clone(),
+                status: i32::from(status),
+                error_type,
+                error,
+                latency_ms: ms_between(t0, Instant::now()),
+                backoff_ms: delay.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            });
+            drop(res);
+            match delay {
+                Some(d) => {
+                    gw.metrics.retries.fetch_add(1, Ordering::Relaxed);
+                    retries_done += 1;
+                    tokio::time::sleep(d).await;
+                }
+                None => {
+                    gw.metrics.fallbacks.fetch_add(1, Ordering::Relaxed);
+                    continue 'candidates;
+                }
+            }
         }
     }
+    let Some((res, idx, prepared)) = outcome else {
+        // No candidate could be sent at all.
+        let e = prepare_error.unwrap_or_else(|| GatewayError::Config("no candidate".into()));
+        if !sent_any {
+            call.discard();
+            return Err(e);
+        }
+        return Err(call.fail(SendError {
+            status: i32::from(e.status().as_u16()),
+            error_type: "not_sent",
+            err: e,
+        }));
+    };
+    call.record.attempt = Some(attempt_no);
+    if candidates.len() > 1 {
+        call.record.fallback_index = Some(idx as i32);
+    }
+    let answer = res.map_err(|e| call.fail(e))?;
+    let route = &prepared.route;
+    let mut head = answer.head;
+    let mut extra: Vec<(HeaderName, HeaderValue)> = admission.headers;
+    if candidates.len() > 1 {
+        extra.push((
+            HeaderName::from_static("helicone-fallback-index"),
+            HeaderValue::from(idx as u64),
+        ));
+    }
+    if cache.as_ref().is_some_and(|c| c.read) {
+        extra.push((
+            HeaderName::from_static("helicone-cache"),
+            HeaderValue::from_static("MISS"),
+        ));
+    }
+    insert_headers(&mut head.headers, &extra);
 
     if head.is_sse
         && head.status.is_success()
-        && let Some(resp) = live.take()
+        && let Some(resp) = answer.live
     {
         let state = StreamState {
             translator: route
                 .translate
-                .then(|| crate::anthropic::StreamTranslator::new(client_wants_usage)),
+                .then(|| crate::anthropic::StreamTranslator::new(prepared.client_wants_usage)),
             splitter: EventSplitter::default(),
             usage_events: String::new(),
             body_copy: (!call.omit_response).then(BytesMut::new),
             max_body: gw.cfg.max_stored_body_bytes,
-            strip_usage_chunk,
+            strip_usage_chunk: answer.strip_usage_chunk,
             response_model: None,
             partial_since: None,
             first_data: None,
             content_probes_left: MAX_CONTENT_PROBES,
             finished: false,
             error: None,
+            cache: cache_save.map(|save| StreamCache {
+                save,
+                status: head.status,
+                headers: head.headers.clone(),
+                copy: Some(BytesMut::new()),
+            }),
             call: Some(call),
         };
         let idle = Duration::from_secs(gw.cfg.stream_idle_timeout_secs.max(1));
@@ -885,13 +1287,7 @@ async fn forward(
         return Ok(r);
     }
 
-    let bytes = match (early_body, live) {
-        (Some(b), _) => b,
-        (None, Some(resp)) => read_all(resp, &route, deadline, timeout)
-            .await
-            .map_err(|e| call.fail(e))?,
-        (None, None) => Bytes::new(),
-    };
+    let bytes = answer.body.unwrap_or_default();
     let status = head.status;
     let mut out_headers = head.headers;
     if !status.is_success() {
@@ -932,11 +1328,129 @@ async fn forward(
     if !call.omit_response && bytes.len() <= gw.cfg.max_stored_body_bytes {
         call.record.response_body = Some(String::from_utf8_lossy(&bytes).into_owned());
     }
+    if let Some(save) = &cache_save {
+        save.store(
+            &gw,
+            status,
+            &out_headers,
+            bytes.clone(),
+            false,
+            &call.record,
+            call.record.response_model.clone(),
+            usage.as_ref(),
+        );
+    }
     call.finish(usage, None);
     let mut r = Response::new(Body::from(bytes));
     *r.status_mut() = status;
     *r.headers_mut() = out_headers;
     Ok(r)
+}
+
+/// Hex SHA-256 of the Loupe key a call carries (for per-key rate-limit policies).
+fn loupe_key_sha256(h: &HeaderMap) -> Option<String> {
+    use sha2::Digest;
+    let k = header_str(h, "helicone-auth")
+        .or_else(|| header_str(h, "loupe-auth"))
+        .or_else(|| header_str(h, "authorization"))
+        .map(bearer)
+        .or_else(|| header_str(h, "x-api-key").map(str::trim))?;
+    Some(hex::encode(sha2::Sha256::digest(k.as_bytes())))
+}
+
+/// Answers from the cache: the stored status, headers and body (a stream is replayed event by
+/// event), recorded with `cache_hit = true`, cost 0 and the cost saved.
+#[allow(clippy::too_many_arguments)]
+fn serve_hit(
+    gw: &Gateway,
+    answer: Arc<crate::cache::CachedAnswer>,
+    idx: usize,
+    meta: Meta,
+    org: String,
+    path: String,
+    body: &Bytes,
+    started: Instant,
+    created_at: DateTime<Utc>,
+    secrets: Vec<String>,
+    admission: &crate::ratelimit::Admission,
+) -> Response {
+    let mut headers = HeaderMap::with_capacity(answer.headers.len() + 8);
+    for (k, v) in &answer.headers {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            headers.append(n, v);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&meta.request_id.to_string()) {
+        headers.insert(HeaderName::from_static("helicone-id"), v.clone());
+        headers.insert(HeaderName::from_static("loupe-id"), v);
+    }
+    headers.insert(
+        HeaderName::from_static("helicone-cache"),
+        HeaderValue::from_static("HIT"),
+    );
+    headers.insert(
+        HeaderName::from_static("helicone-cache-bucket-idx"),
+        HeaderValue::from(idx as u64),
+    );
+    insert_headers(&mut headers, &admission.headers);
+
+    let mut r = RequestRecord::new(meta.request_id, org, created_at);
+    r.source = Source::Gateway;
+    r.provider = answer.provider.clone();
+    r.model = meta.model_override.unwrap_or_else(|| answer.model.clone());
+    r.response_model = answer.response_model.clone();
+    r.path = path;
+    r.status = i32::from(answer.status);
+    r.stream = answer.stream;
+    r.cache_hit = true;
+    r.user_id = meta.user_id;
+    r.session_id = meta.session_id;
+    r.session_path = meta.session_path;
+    r.session_name = meta.session_name;
+    r.properties = meta.properties;
+    if let Some(u) = answer.usage {
+        r.prompt_tokens = u.prompt_tokens;
+        r.completion_tokens = u.completion_tokens;
+        r.cache_read_tokens = u.cache_read_tokens;
+        r.cache_write_tokens = u.cache_write_tokens;
+        r.reasoning_tokens = u.reasoning_tokens;
+        r.total_tokens = u.total_tokens;
+    }
+    r.cost_usd = Some(rust_decimal::Decimal::ZERO);
+    r.price_known = true;
+    r.cost_saved_usd = answer.cost_usd;
+    if !meta.omit_request && body.len() <= gw.cfg.max_stored_body_bytes {
+        r.request_body = Some(String::from_utf8_lossy(body).into_owned());
+    }
+    if !meta.omit_response && answer.body.len() <= gw.cfg.max_stored_body_bytes {
+        r.response_body = Some(String::from_utf8_lossy(&answer.body).into_owned());
+    }
+    let elapsed = started.elapsed();
+    r.latency_ms = i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX);
+    r.completed_at = created_at + chrono::TimeDelta::from_std(elapsed).unwrap_or_default();
+    if answer.stream {
+        r.ttft_ms = Some(r.latency_ms);
+    }
+    gw.recorder.record(r, secrets);
+
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+    let out_body = if answer.stream {
+        let mut splitter = EventSplitter::default();
+        let mut events: Vec<Bytes> = splitter.push(&answer.body);
+        events.extend(splitter.finish());
+        Body::from_stream(futures::stream::iter(
+            events.into_iter().map(Ok::<_, std::io::Error>),
+        ))
+    } else {
+        Body::from(answer.body.clone())
+    };
+    let mut resp = Response::new(out_body);
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
 }
 
 /// The client's response body: the provider's SSE events as they complete, through
@@ -1014,6 +1528,11 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 impl Call {
+    /// Drops the call unrecorded (nothing was forwarded).
+    fn discard(&mut self) {
+        self.sent = true;
+    }
+
     /// Records a call that failed in the gateway and hands back the error to answer with.
     fn fail(&mut self, e: SendError) -> GatewayError {
         self.gw
@@ -1052,6 +1571,9 @@ impl Call {
             let cost = self.gw.prices.cost(&r.provider, &r.model, &u);
             r.price_known = cost.usd.is_some();
             r.cost_usd = cost.usd;
+        }
+        if !self.cents.is_empty() {
+            crate::ratelimit::charge_cents(&self.gw.stores.rate_limits, &self.cents, r.cost_usd);
         }
         let created_at = r.created_at;
         let record = std::mem::replace(
@@ -1111,7 +1633,18 @@ struct StreamState {
     finished: bool,
     /// `(error_type, message)` when the provider's stream failed.
     error: Option<(&'static str, String)>,
+    /// Where the stream is saved in the cache if it ends cleanly.
+    cache: Option<StreamCache>,
     call: Option<Call>,
+}
+
+/// A stream on its way into the cache: what the client received, up to the entry limit.
+struct StreamCache {
+    save: CacheSave,
+    status: StatusCode,
+    headers: HeaderMap,
+    /// `None` once past `save.max_bytes`.
+    copy: Option<BytesMut>,
 }
 
 /// Bounds what a stream keeps for usage parsing.
@@ -1173,7 +1706,31 @@ impl StreamState {
         let now = Instant::now();
         let first_start = self.partial_since.take().unwrap_or(now);
         let rest: Vec<Bytes> = self.splitter.finish().into_iter().collect();
-        self.forward(rest, first_start, now)
+        let out = self.forward(rest, first_start, now);
+        self.save_to_cache();
+        out
+    }
+
+    /// The stream ended cleanly: cache what the client received (before its last bytes go out,
+    /// so a client that has read the whole stream finds it cached).
+    fn save_to_cache(&mut self) {
+        let (Some(c), Some(call)) = (self.cache.take(), self.call.as_ref()) else {
+            return;
+        };
+        let Some(copy) = c.copy else {
+            return;
+        };
+        let usage = Usage::from_sse(&self.usage_events).map(|(u, _)| u);
+        c.save.store(
+            &call.gw,
+            c.status,
+            &c.headers,
+            copy.freeze(),
+            true,
+            &call.record,
+            self.response_model.clone(),
+            usage.as_ref(),
+        );
     }
 
     /// Notes when output began: the first byte of the first event carrying content.
@@ -1248,6 +1805,15 @@ impl StreamState {
             } else {
                 ev
             };
+            if let Some(c) = self.cache.as_mut()
+                && let Some(copy) = c.copy.as_mut()
+            {
+                if copy.len() + ev.len() <= c.save.max_bytes {
+                    copy.extend_from_slice(&ev);
+                } else {
+                    c.copy = None;
+                }
+            }
             if let Some(copy) = self.body_copy.as_mut() {
                 if copy.len() + ev.len() <= self.max_body {
                     copy.extend_from_slice(&ev);
