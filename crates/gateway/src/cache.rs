@@ -742,7 +742,7 @@ mod tests {
         let c = TieredCache::new(64 << 10, None, 0).expect("cache");
         let big = "x".repeat(4096);
         for i in 0..200u8 {
-            let _ = c.put([i; 32], answer(&big), DEFAULT_TTL);
+            drop(c.put([i; 32], answer(&big), DEFAULT_TTL));
         }
         let held: u64 = (0..200u8)
             .filter_map(|i| c.mem.get(&[i; 32]))

@@ -744,14 +744,13 @@ fn prepare(
     gw: &Gateway,
     ep: Endpoint,
     cand: &Candidate,
-    json: &Value,
+    mut json: Value,
     body: &Bytes,
     requested_model: &str,
     target_url: Option<&str>,
     passthrough: Option<CallerKey>,
     path: &str,
 ) -> Result<Prepared, GatewayError> {
-    let mut json = json.clone();
     let mut modified = false;
     if let Some(o) = &cand.body_override {
         for (k, v) in o {
@@ -970,7 +969,7 @@ async fn forward(
     created_at: DateTime<Utc>,
 ) -> Result<Response, GatewayError> {
     let (org, passthrough) = authenticate(&gw, headers)?;
-    let json: Value = serde_json::from_slice(&body).map_err(|e| {
+    let mut json: Value = serde_json::from_slice(&body).map_err(|e| {
         GatewayError::BadRequest(format!(
             "the request body must be a JSON object ({e}); see the provider's API reference for {}",
             ep.suffix()
@@ -1114,11 +1113,17 @@ async fn forward(
     let mut sent_any = false;
     'candidates: for (idx, cand) in candidates.iter().enumerate() {
         let more = idx + 1 < candidates.len();
+        // The last candidate takes the parsed body; earlier ones work on a copy.
+        let body_json = if more {
+            json.clone()
+        } else {
+            std::mem::take(&mut json)
+        };
         let prepared = match prepare(
             &gw,
             ep,
             cand,
-            &json,
+            body_json,
             &body,
             &model,
             meta.target_url.as_deref(),
