@@ -1109,6 +1109,8 @@ async fn forward(
     // Attempts: each candidate in turn, each retried per the policy.
     let mut attempt_no: i32 = 0;
     let mut outcome: Option<(Result<Answer, SendError>, usize, Prepared)> = None;
+    // The latest failure that moved on to a fallback: the answer if no later one can be sent.
+    let mut last_failure: Option<(Result<Answer, SendError>, usize, Prepared, i32)> = None;
     let mut prepare_error: Option<GatewayError> = None;
     let mut sent_any = false;
     'candidates: for (idx, cand) in candidates.iter().enumerate() {
@@ -1208,20 +1210,29 @@ async fn forward(
                 latency_ms: ms_between(t0, Instant::now()),
                 backoff_ms: delay.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
             });
-            drop(res);
             match delay {
                 Some(d) => {
+                    drop(res);
                     gw.metrics.retries.fetch_add(1, Ordering::Relaxed);
                     retries_done += 1;
                     tokio::time::sleep(d).await;
                 }
                 None => {
                     gw.metrics.fallbacks.fetch_add(1, Ordering::Relaxed);
+                    last_failure = Some((res, idx, prepared, attempt_no));
                     continue 'candidates;
                 }
             }
         }
     }
+    let mut answered = attempt_no;
+    let outcome = outcome.or_else(|| {
+        // Fallbacks after the last failure could not be sent: that failure is the answer.
+        let (res, idx, prepared, n) = last_failure.take()?;
+        call.record.attempts.retain(|a| a.attempt != n);
+        answered = n;
+        Some((res, idx, prepared))
+    });
     let Some((res, idx, prepared)) = outcome else {
         // No candidate could be sent at all.
         let e = prepare_error.unwrap_or_else(|| GatewayError::Config("no candidate".into()));
@@ -1235,7 +1246,7 @@ async fn forward(
             err: e,
         }));
     };
-    call.record.attempt = Some(attempt_no);
+    call.record.attempt = Some(answered);
     if candidates.len() > 1 {
         call.record.fallback_index = Some(idx as i32);
     }

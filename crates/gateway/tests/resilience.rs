@@ -547,6 +547,43 @@ async fn a_fallback_that_cannot_be_sent_is_skipped_and_all_failing_returns_the_l
 }
 
 #[tokio::test]
+async fn when_the_last_fallbacks_cannot_be_sent_the_last_real_answer_goes_back() {
+    let env = start(GatewayConfig::default()).await;
+    let mut b = chat_body();
+    b["model"] = json!("mock-status-503");
+    let r = env
+        .post(&[("loupe-fallback-models", "groq/llama-3.3-70b")], &b)
+        .await;
+    assert_eq!(
+        r.status(),
+        503,
+        "the provider's answer, not 'no key for groq'"
+    );
+    assert_eq!(header(&r, "helicone-fallback-index").as_deref(), Some("0"));
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["error"]["message"], "injected 503");
+    let rec = &env.records().await[0];
+    assert_eq!(
+        (rec.status, rec.attempt, rec.fallback_index),
+        (503, Some(1), Some(0))
+    );
+    assert_eq!(rec.attempts.len(), 1);
+    assert_eq!(rec.attempts[0].error_type.as_deref(), Some("not_sent"));
+}
+
+#[tokio::test]
+async fn slow_answers_within_the_timeout_are_not_retried() {
+    let env = start(GatewayConfig::default()).await;
+    let h = with(&FAST_RETRY, &[("x-mock-latency-ms", "150")]);
+    let r = env.post(&h, &chat_body()).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(env.mock.requests().len(), 1);
+    let rec = &env.records().await[0];
+    assert!(rec.attempts.is_empty() && rec.attempt == Some(1));
+    assert!(rec.latency_ms >= 150);
+}
+
+#[tokio::test]
 async fn helicone_fallbacks_follow_on_codes_and_use_each_entrys_headers() {
     let env = start(GatewayConfig::default()).await;
     let fallbacks = json!([
