@@ -1178,16 +1178,18 @@ async fn forward(
                     Ok(_) => cand.falls_back_on(status),
                     Err(_) => true,
                 };
-            let retryable = res.is_err() || crate::retry::retryable_status(status);
-            let delay = if retryable && retry.may_retry(retries_done) {
-                retry.delay(retries_done + 1, upstream_head)
-            } else {
-                None
+            let failure = match upstream_head {
+                Some(h) => crate::retry::Failure::Status(status, h),
+                None => crate::retry::Failure::NoAnswer,
             };
-            if delay.is_none() && !falls {
-                outcome = Some((res, idx, prepared));
-                break 'candidates;
-            }
+            let delay = match retry.next_step(retries_done, failure, falls) {
+                crate::retry::Step::Retry(d) => Some(d),
+                crate::retry::Step::Fallback => None,
+                crate::retry::Step::Answer => {
+                    outcome = Some((res, idx, prepared));
+                    break 'candidates;
+                }
+            };
             let (error_type, error) = match &res {
                 Ok(a) => {
                     let parsed = a

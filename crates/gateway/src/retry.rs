@@ -112,6 +112,49 @@ impl RetryPolicy {
     }
 }
 
+/// How an attempt failed.
+#[derive(Debug, Clone, Copy)]
+pub enum Failure<'a> {
+    /// The provider answered with this status (and these headers).
+    Status(u16, &'a HeaderMap),
+    /// No answer: unreachable, broken before the answer was complete, timeout.
+    NoAnswer,
+}
+
+/// What to do after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Wait this long, then send the same attempt again.
+    Retry(Duration),
+    /// Move on to the next fallback at once.
+    Fallback,
+    /// Give the failure back to the client.
+    Answer,
+}
+
+impl RetryPolicy {
+    /// After a failure, with `done` retries of this target behind it and `falls_back` saying
+    /// whether a next fallback exists and this failure moves on to it: retry while the failure
+    /// is retryable and retries remain (and the provider's `retry-after` is not beyond the max
+    /// timeout), else fall back, else answer.
+    pub fn next_step(&self, done: u32, failure: Failure<'_>, falls_back: bool) -> Step {
+        let (retryable, headers) = match failure {
+            Failure::Status(s, h) => (retryable_status(s), Some(h)),
+            Failure::NoAnswer => (true, None),
+        };
+        let delay = if retryable && self.may_retry(done) {
+            self.delay(done + 1, headers)
+        } else {
+            None
+        };
+        match (delay, falls_back) {
+            (Some(d), _) => Step::Retry(d),
+            (None, true) => Step::Fallback,
+            (None, false) => Step::Answer,
+        }
+    }
+}
+
 fn int_header(h: &HeaderMap, name: &str, min: u64, max: u64) -> Result<Option<u64>, GatewayError> {
     let Some(v) = meta_header(h, name) else {
         return Ok(None);
@@ -259,6 +302,87 @@ mod tests {
         )
         .expect("ok");
         assert!(!p.enabled);
+    }
+
+    /// The retry loop on tokio's paused clock: the waits are exactly the backoffs (and the
+    /// provider's retry-after), and no wall-clock time passes.
+    #[tokio::test(start_paused = true)]
+    async fn waits_follow_the_policy_on_virtual_time() {
+        let p = RetryPolicy {
+            enabled: true,
+            num: 4,
+            factor: 2.0,
+            min_timeout: Duration::from_millis(1000),
+            max_timeout: Duration::from_millis(10_000),
+        };
+        let none = HeaderMap::new();
+        let ra = headers(&[("retry-after", "7")]);
+        let too_long = headers(&[("retry-after", "60")]);
+        // 503, no answer, 429 asking for 7 s, 500, then retries are spent.
+        let schedule = [
+            Failure::Status(503, &none),
+            Failure::NoAnswer,
+            Failure::Status(429, &ra),
+            Failure::Status(500, &none),
+            Failure::Status(502, &none),
+        ];
+        let wall = std::time::Instant::now();
+        let start = tokio::time::Instant::now();
+        let mut waits = Vec::new();
+        let mut done = 0;
+        let mut last = Step::Answer;
+        for f in schedule {
+            last = p.next_step(done, f, false);
+            match last {
+                Step::Retry(d) => {
+                    tokio::time::sleep(d).await;
+                    waits.push(d);
+                    done += 1;
+                }
+                _ => break,
+            }
+        }
+        assert_eq!(last, Step::Answer, "retries spent");
+        assert_eq!(waits.len(), 4);
+        let bounds = [(1000, 1200), (2000, 2400), (7000, 7000), (8000, 9600)];
+        for (w, (lo, hi)) in waits.iter().zip(bounds) {
+            let ms = w.as_millis() as u64;
+            assert!((lo..=hi).contains(&ms), "{ms} not in {lo}..={hi}");
+        }
+        let elapsed = start.elapsed();
+        let planned: Duration = waits.iter().sum();
+        // tokio's timer rounds each sleep up to the next millisecond.
+        assert!(
+            elapsed >= planned && elapsed - planned <= Duration::from_millis(4),
+            "{elapsed:?} vs {planned:?}"
+        );
+        assert!(elapsed >= Duration::from_secs(18));
+        assert!(
+            wall.elapsed() < Duration::from_secs(5),
+            "virtual time, not real"
+        );
+        // A 4xx is never retried (whether it falls back is the fallback's rule); with a
+        // fallback, spent or refused retries move on.
+        assert_eq!(
+            p.next_step(0, Failure::Status(400, &none), false),
+            Step::Answer
+        );
+        assert_eq!(
+            p.next_step(0, Failure::Status(400, &none), true),
+            Step::Fallback
+        );
+        assert_eq!(
+            p.next_step(4, Failure::Status(503, &none), true),
+            Step::Fallback
+        );
+        assert_eq!(
+            p.next_step(0, Failure::Status(429, &too_long), true),
+            Step::Fallback
+        );
+        assert_eq!(
+            p.next_step(0, Failure::Status(429, &too_long), false),
+            Step::Answer
+        );
     }
 
     #[test]
