@@ -643,3 +643,43 @@ fn negative_cost_is_rejected() {
     );
     assert_eq!(e.problems()[0].path, "cost_usd");
 }
+
+#[test]
+fn gateway_attempt_fields_are_checked() {
+    for (extra, path, needle) in [
+        (
+            json!({"attempts": "x"}),
+            "attempts",
+            "expected an array of attempt objects",
+        ),
+        (
+            json!({"attempts": [{"attempt": 1}]}),
+            "attempts[0]",
+            "missing field",
+        ),
+        (json!({"attempt": 0}), "attempt", "an integer ≥ 1"),
+        (
+            json!({"fallback_index": -1}),
+            "fallback_index",
+            "an integer ≥ 0",
+        ),
+        (
+            json!({"cost_saved_usd": "-1"}),
+            "cost_saved_usd",
+            "must be ≥ 0",
+        ),
+    ] {
+        let e = err(&with(minimal(), extra.clone()).to_string(), JSON);
+        let p = &e.problems()[0];
+        assert!(p.path.ends_with(path), "{extra}: {}", p.path);
+        assert!(p.reason.contains(needle), "{extra}: {}", p.reason);
+    }
+    let many: Vec<Value> = (0..65)
+        .map(|i| json!({"attempt": i + 1, "fallback_index": 0, "provider": "p", "model": "m", "status": 503, "latency_ms": 1}))
+        .collect();
+    let e = err(
+        &with(minimal(), json!({"attempts": many})).to_string(),
+        JSON,
+    );
+    assert!(e.problems()[0].reason.contains("at most 64"), "{e}");
+}
