@@ -10,6 +10,7 @@
 //! providers ([`fallback`]), and rate limits ([`ratelimit`], behind [`RateLimitStore`]).
 
 mod anthropic;
+mod attempts;
 pub mod cache;
 pub mod config;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod fallback;
 mod proxy;
 pub mod ratelimit;
 mod recorder;
+mod replay;
 pub mod retry;
 pub mod sse;
 

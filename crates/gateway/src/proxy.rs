@@ -15,8 +15,9 @@ use loupe_model::{RequestRecord, Source, Usage, keep_upstream_header};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::attempts::{Answer, Prepared, entry_key, prepare, try_once};
 use crate::config::{ProviderConfig, ProviderKind};
-use crate::fallback::Candidate;
+use crate::replay::{CacheSave, serve_hit};
 use crate::sse::{EventSplitter, data_of};
 use crate::{Gateway, GatewayError};
 
@@ -31,7 +32,7 @@ pub(crate) enum Endpoint {
 
 impl Endpoint {
     /// The path below the provider's versioned base URL.
-    fn suffix(self) -> &'static str {
+    pub(crate) fn suffix(self) -> &'static str {
         match self {
             Endpoint::Chat => "/chat/completions",
             Endpoint::Completions => "/completions",
@@ -40,7 +41,7 @@ impl Endpoint {
             Endpoint::Messages => "/messages",
         }
     }
-    fn anthropic(self) -> bool {
+    pub(crate) fn anthropic(self) -> bool {
         self == Endpoint::Messages
     }
 }
@@ -121,17 +122,17 @@ pub(crate) async fn models(State(gw): State<Arc<Gateway>>, h: HeaderMap) -> Resp
 }
 
 /// What the Helicone/Loupe headers of a call say.
-struct Meta {
-    request_id: Uuid,
-    user_id: Option<String>,
-    session_id: Option<String>,
-    session_path: Option<String>,
-    session_name: Option<String>,
-    properties: std::collections::BTreeMap<String, String>,
-    omit_request: bool,
-    omit_response: bool,
-    model_override: Option<String>,
-    target_url: Option<String>,
+pub(crate) struct Meta {
+    pub(crate) request_id: Uuid,
+    pub(crate) user_id: Option<String>,
+    pub(crate) session_id: Option<String>,
+    pub(crate) session_path: Option<String>,
+    pub(crate) session_name: Option<String>,
+    pub(crate) properties: std::collections::BTreeMap<String, String>,
+    pub(crate) omit_request: bool,
+    pub(crate) omit_response: bool,
+    pub(crate) model_override: Option<String>,
+    pub(crate) target_url: Option<String>,
 }
 
 /// `Helicone-<name>` or `Loupe-<name>` (name in lower case).
@@ -192,7 +193,7 @@ impl Meta {
     }
 }
 
-fn bearer(v: &str) -> &str {
+pub(crate) fn bearer(v: &str) -> &str {
     let v = v.trim();
     v.strip_prefix("Bearer ")
         .or_else(|| v.strip_prefix("bearer "))
@@ -200,7 +201,7 @@ fn bearer(v: &str) -> &str {
         .trim()
 }
 
-fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.trim().is_empty())
@@ -208,7 +209,7 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// A provider key the caller sent.
 #[derive(Clone)]
-enum CallerKey {
+pub(crate) enum CallerKey {
     /// Passthrough mode: used instead of any configured key.
     Wins(String),
     /// No-keys mode: used only when the provider has no configured key.
@@ -256,7 +257,7 @@ fn authenticate(gw: &Gateway, h: &HeaderMap) -> Result<(String, Option<CallerKey
     }
 }
 
-fn upstream_key(
+pub(crate) fn upstream_key(
     p: &ProviderConfig,
     name: &str,
     caller: Option<CallerKey>,
@@ -278,14 +279,14 @@ fn upstream_key(
 }
 
 /// Where a call goes.
-struct Route {
-    provider: String,
-    config: ProviderConfig,
+pub(crate) struct Route {
+    pub(crate) provider: String,
+    pub(crate) config: ProviderConfig,
     /// The model name sent upstream (prefix stripped, map applied).
-    model: String,
-    url: String,
+    pub(crate) model: String,
+    pub(crate) url: String,
     /// OpenAI chat/completions sent to an Anthropic model: translate both ways.
-    translate: bool,
+    pub(crate) translate: bool,
 }
 
 /// The provider and upstream model for a requested model name:
@@ -315,7 +316,7 @@ pub(crate) fn resolve_model(
     (provider.to_owned(), model.to_owned())
 }
 
-fn route(
+pub(crate) fn route(
     gw: &Gateway,
     ep: Endpoint,
     model: &str,
@@ -492,24 +493,24 @@ fn secrets_of(h: &HeaderMap, upstream_key: &str) -> Vec<String> {
 
 /// A call in flight. Recorded exactly once: by `finish`/`fail`, or when dropped unfinished
 /// (the client went away while Loupe waited for the provider).
-struct Call {
-    gw: Arc<Gateway>,
-    record: RequestRecord,
-    started: Instant,
-    omit_response: bool,
-    secrets: Vec<String>,
+pub(crate) struct Call {
+    pub(crate) gw: Arc<Gateway>,
+    pub(crate) record: RequestRecord,
+    pub(crate) started: Instant,
+    pub(crate) omit_response: bool,
+    pub(crate) secrets: Vec<String>,
     /// The provider's status line arrived.
-    responded: bool,
-    sent: bool,
+    pub(crate) responded: bool,
+    pub(crate) sent: bool,
     /// `u=cents` rate-limit counters charged with the call's cost when it is finished.
-    cents: Vec<crate::ratelimit::Applied>,
+    pub(crate) cents: Vec<crate::ratelimit::Applied>,
 }
 
 /// What Loupe answers when it could not get an answer from the provider.
-struct SendError {
-    status: i32,
-    error_type: &'static str,
-    err: GatewayError,
+pub(crate) struct SendError {
+    pub(crate) status: i32,
+    pub(crate) error_type: &'static str,
+    pub(crate) err: GatewayError,
 }
 
 async fn handle(gw: Arc<Gateway>, ep: Endpoint, headers: HeaderMap, body: BodyResult) -> Response {
@@ -540,7 +541,7 @@ async fn handle(gw: Arc<Gateway>, ep: Endpoint, headers: HeaderMap, body: BodyRe
 }
 
 /// The upstream request for `route` with `body`.
-fn build_request(
+pub(crate) fn build_request(
     gw: &Gateway,
     route: &Route,
     headers: &HeaderMap,
@@ -598,7 +599,7 @@ fn build_request(
     gw.client.post(&route.url).headers(out).body(body)
 }
 
-async fn send(
+pub(crate) async fn send(
     req: reqwest::RequestBuilder,
     route: &Route,
     deadline: tokio::time::Instant,
@@ -638,7 +639,7 @@ async fn send(
     }
 }
 
-async fn read_all(
+pub(crate) async fn read_all(
     resp: reqwest::Response,
     route: &Route,
     deadline: tokio::time::Instant,
@@ -669,14 +670,14 @@ async fn read_all(
 
 /// The status and headers of a provider's answer: captured on the record, and filtered into
 /// what the client gets (plus `Helicone-Id`/`Loupe-Id`).
-struct Head {
-    status: StatusCode,
-    headers: HeaderMap,
-    is_sse: bool,
+pub(crate) struct Head {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) is_sse: bool,
 }
 
 impl Head {
-    fn of(resp: &reqwest::Response, call: &mut Call) -> Head {
+    pub(crate) fn of(resp: &reqwest::Response, call: &mut Call) -> Head {
         let status = resp.status();
         call.responded = true;
         call.record.status = i32::from(status.as_u16());
@@ -713,248 +714,11 @@ impl Head {
     }
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
+pub(crate) fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// One candidate made ready to send: where, with which key and body.
-struct Prepared {
-    route: Route,
-    key: String,
-    upstream_body: Bytes,
-    /// The body without the injected `stream_options`, in case the provider rejects them.
-    plain_body: Option<Bytes>,
-    strip_usage_chunk: bool,
-    client_wants_usage: bool,
-    /// A `Helicone-Fallbacks` entry's headers.
-    extra_headers: HeaderMap,
-}
-
-/// The provider key in a `Helicone-Fallbacks` entry's headers.
-fn entry_key(h: &HeaderMap) -> Option<String> {
-    header_str(h, "authorization")
-        .map(bearer)
-        .or_else(|| header_str(h, "x-api-key").map(str::trim))
-        .or_else(|| header_str(h, "api-key").map(str::trim))
-        .map(str::to_owned)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn prepare(
-    gw: &Gateway,
-    ep: Endpoint,
-    cand: &Candidate,
-    mut json: Value,
-    body: &Bytes,
-    requested_model: &str,
-    target_url: Option<&str>,
-    passthrough: Option<CallerKey>,
-    path: &str,
-) -> Result<Prepared, GatewayError> {
-    let mut modified = false;
-    if let Some(o) = &cand.body_override {
-        for (k, v) in o {
-            json[k.as_str()] = v.clone();
-        }
-        modified = true;
-    }
-    let model = cand
-        .model
-        .clone()
-        .unwrap_or_else(|| requested_model.to_owned());
-    let target = cand.target_url.as_deref().or(target_url);
-    let route = route(gw, ep, &model, target, path)?;
-    let caller = match entry_key(&cand.headers) {
-        Some(k) => Some(CallerKey::Wins(k)),
-        None => passthrough,
-    };
-    let key = upstream_key(&route.config, &route.provider, caller)?;
-
-    let stream = json.get("stream").and_then(Value::as_bool) == Some(true);
-    if json.get("model").and_then(Value::as_str) != Some(route.model.as_str()) {
-        json["model"] = Value::String(route.model.clone());
-        modified = true;
-    }
-    // Usage of a streamed OpenAI chat call comes in a final chunk only if asked for: ask, and
-    // take that chunk out of what the client sees if the client did not ask itself.
-    let mut strip_usage_chunk = false;
-    let mut plain_body: Option<Bytes> = None;
-    if stream
-        && matches!(ep, Endpoint::Chat | Endpoint::Completions)
-        && route.config.kind != ProviderKind::Anthropic
-        && route.config.stream_usage
-    {
-        let asked = json
-            .pointer("/stream_options/include_usage")
-            .and_then(Value::as_bool)
-            == Some(true);
-        if !asked {
-            plain_body = Some(if modified {
-                Bytes::from(
-                    serde_json::to_vec(&json)
-                        .map_err(|e| GatewayError::BadRequest(e.to_string()))?,
-                )
-            } else {
-                body.clone()
-            });
-            match json.get_mut("stream_options") {
-                Some(Value::Object(o)) => {
-                    o.insert("include_usage".into(), Value::Bool(true));
-                }
-                _ => {
-                    json["stream_options"] = serde_json::json!({"include_usage": true});
-                }
-            }
-            strip_usage_chunk = true;
-            modified = true;
-        }
-    }
-    let client_wants_usage = json
-        .pointer("/stream_options/include_usage")
-        .and_then(Value::as_bool)
-        == Some(true);
-    if route.translate {
-        json = crate::anthropic::request_to_messages(&json, &route.model)?;
-        modified = true;
-    }
-    let upstream_body = if modified {
-        Bytes::from(serde_json::to_vec(&json).map_err(|e| GatewayError::BadRequest(e.to_string()))?)
-    } else {
-        body.clone()
-    };
-    Ok(Prepared {
-        route,
-        key,
-        upstream_body,
-        plain_body,
-        strip_usage_chunk,
-        client_wants_usage,
-        extra_headers: cand.headers.clone(),
-    })
-}
-
-/// A provider's answer to one attempt: its head, and either the live stream (a successful
-/// SSE answer) or the whole body.
-struct Answer {
-    head: Head,
-    live: Option<reqwest::Response>,
-    body: Option<Bytes>,
-    strip_usage_chunk: bool,
-}
-
-/// One upstream attempt. Anything but a successful stream is read whole here, so a body that
-/// breaks off is a failed attempt (and may be retried) rather than a broken answer.
-async fn try_once(
-    gw: &Gateway,
-    p: &Prepared,
-    headers: &HeaderMap,
-    call: &mut Call,
-) -> Result<Answer, SendError> {
-    let timeout = Duration::from_secs(gw.cfg.upstream_timeout_secs.max(1));
-    let deadline = tokio::time::Instant::now() + timeout;
-    let req = build_request(
-        gw,
-        &p.route,
-        headers,
-        &p.key,
-        p.upstream_body.clone(),
-        &p.extra_headers,
-    );
-    let resp = send(req, &p.route, deadline, timeout).await?;
-    let mut head = Head::of(&resp, call);
-    let mut live = Some(resp);
-    let mut body: Option<Bytes> = None;
-    let mut strip_usage_chunk = p.strip_usage_chunk;
-    // A server that rejects `stream_options` (which Loupe added) gets the call as the client
-    // sent it: the call must not fail because of Loupe.
-    if let Some(plain) = &p.plain_body
-        && matches!(head.status.as_u16(), 400 | 422)
-        && let Some(resp) = live.take()
-    {
-        let bytes = read_all(resp, &p.route, deadline, timeout).await?;
-        if contains(&bytes, b"stream_options") {
-            tracing::debug!(provider = %p.route.provider, "provider rejected stream_options; retrying without");
-            strip_usage_chunk = false;
-            let req = build_request(
-                gw,
-                &p.route,
-                headers,
-                &p.key,
-                plain.clone(),
-                &p.extra_headers,
-            );
-            let resp = send(req, &p.route, deadline, timeout).await?;
-            head = Head::of(&resp, call);
-            live = Some(resp);
-        } else {
-            body = Some(bytes);
-        }
-    }
-    if !(head.is_sse && head.status.is_success())
-        && let Some(resp) = live.take()
-    {
-        body = Some(read_all(resp, &p.route, deadline, timeout).await?);
-    }
-    Ok(Answer {
-        head,
-        live,
-        body,
-        strip_usage_chunk,
-    })
-}
-
-/// Where a successful answer is saved in the cache.
-struct CacheSave {
-    key: crate::cache::CacheKey,
-    ttl: Duration,
-    max_bytes: usize,
-}
-
-impl CacheSave {
-    /// Saves a successful answer; `record` names who answered (its bodies are not read).
-    #[allow(clippy::too_many_arguments)]
-    fn store(
-        &self,
-        gw: &Gateway,
-        status: StatusCode,
-        headers: &HeaderMap,
-        body: Bytes,
-        stream: bool,
-        record: &RequestRecord,
-        response_model: Option<String>,
-        usage: Option<&Usage>,
-    ) {
-        if !status.is_success() || body.len() > self.max_bytes {
-            return;
-        }
-        let cost = usage.and_then(|u| gw.prices.cost(&record.provider, &record.model, u).usd);
-        let answer = crate::cache::CachedAnswer {
-            status: status.as_u16(),
-            headers: headers
-                .iter()
-                .filter(|(n, _)| !crate::cache::per_call_header(n.as_str()))
-                .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-                .collect(),
-            body,
-            stream,
-            provider: record.provider.clone(),
-            model: record.model.clone(),
-            response_model,
-            usage: usage.map(|u| crate::cache::CachedUsage {
-                prompt_tokens: u.prompt_tokens,
-                completion_tokens: u.completion_tokens,
-                cache_read_tokens: u.cache_read_tokens,
-                cache_write_tokens: u.cache_write_tokens.saturating_add(u.cache_write_1h_tokens),
-                reasoning_tokens: u.reasoning_tokens,
-                total_tokens: u.total_tokens,
-            }),
-            cost_usd: cost,
-        };
-        crate::run_soon(gw.stores.cache.put(self.key, Arc::new(answer), self.ttl));
-    }
-}
-
-fn insert_headers(out: &mut HeaderMap, extra: &[(HeaderName, HeaderValue)]) {
+pub(crate) fn insert_headers(out: &mut HeaderMap, extra: &[(HeaderName, HeaderValue)]) {
     for (n, v) in extra {
         out.insert(n.clone(), v.clone());
     }
@@ -1023,24 +787,11 @@ async fn forward(
     .await;
     let admission = match admission {
         Ok(a) => a,
-        Err(crate::ratelimit::Refusal::Limited {
-            message,
-            headers: rl_headers,
-            retry_after,
-        }) => {
-            gw.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
-            let mut r = GatewayError::RateLimited(message).into_response_for(ep.anthropic());
-            insert_headers(r.headers_mut(), &rl_headers);
-            if let Ok(v) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string()) {
-                r.headers_mut().insert("retry-after", v);
+        Err(refusal) => {
+            if matches!(refusal, crate::ratelimit::Refusal::Limited { .. }) {
+                gw.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
             }
-            return Ok(r);
-        }
-        Err(crate::ratelimit::Refusal::BadPolicy(m)) => return Err(GatewayError::BadRequest(m)),
-        Err(crate::ratelimit::Refusal::StoreFailed(m)) => {
-            return Err(GatewayError::Unavailable(format!(
-                "the rate limiter failed ({m}) and gateway.rate_limit.failure_mode is 'closed'; try again"
-            )));
+            return refusal.into_response(ep.anthropic());
         }
     };
 
@@ -1374,101 +1125,6 @@ fn loupe_key_sha256(h: &HeaderMap) -> Option<String> {
         .map(bearer)
         .or_else(|| header_str(h, "x-api-key").map(str::trim))?;
     Some(hex::encode(sha2::Sha256::digest(k.as_bytes())))
-}
-
-/// Answers from the cache: the stored status, headers and body (a stream is replayed event by
-/// event), recorded with `cache_hit = true`, cost 0 and the cost saved.
-#[allow(clippy::too_many_arguments)]
-fn serve_hit(
-    gw: &Gateway,
-    answer: Arc<crate::cache::CachedAnswer>,
-    idx: usize,
-    meta: Meta,
-    org: String,
-    path: String,
-    body: &Bytes,
-    started: Instant,
-    created_at: DateTime<Utc>,
-    secrets: Vec<String>,
-    admission: &crate::ratelimit::Admission,
-) -> Response {
-    let mut headers = HeaderMap::with_capacity(answer.headers.len() + 8);
-    for (k, v) in &answer.headers {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(k.as_bytes()),
-            HeaderValue::from_str(v),
-        ) {
-            headers.append(n, v);
-        }
-    }
-    if let Ok(v) = HeaderValue::from_str(&meta.request_id.to_string()) {
-        headers.insert(HeaderName::from_static("helicone-id"), v.clone());
-        headers.insert(HeaderName::from_static("loupe-id"), v);
-    }
-    headers.insert(
-        HeaderName::from_static("helicone-cache"),
-        HeaderValue::from_static("HIT"),
-    );
-    headers.insert(
-        HeaderName::from_static("helicone-cache-bucket-idx"),
-        HeaderValue::from(idx as u64),
-    );
-    insert_headers(&mut headers, &admission.headers);
-
-    let mut r = RequestRecord::new(meta.request_id, org, created_at);
-    r.source = Source::Gateway;
-    r.provider = answer.provider.clone();
-    r.model = meta.model_override.unwrap_or_else(|| answer.model.clone());
-    r.response_model = answer.response_model.clone();
-    r.path = path;
-    r.status = i32::from(answer.status);
-    r.stream = answer.stream;
-    r.cache_hit = true;
-    r.user_id = meta.user_id;
-    r.session_id = meta.session_id;
-    r.session_path = meta.session_path;
-    r.session_name = meta.session_name;
-    r.properties = meta.properties;
-    if let Some(u) = answer.usage {
-        r.prompt_tokens = u.prompt_tokens;
-        r.completion_tokens = u.completion_tokens;
-        r.cache_read_tokens = u.cache_read_tokens;
-        r.cache_write_tokens = u.cache_write_tokens;
-        r.reasoning_tokens = u.reasoning_tokens;
-        r.total_tokens = u.total_tokens;
-    }
-    r.cost_usd = Some(rust_decimal::Decimal::ZERO);
-    r.price_known = true;
-    r.cost_saved_usd = answer.cost_usd;
-    if !meta.omit_request && body.len() <= gw.cfg.max_stored_body_bytes {
-        r.request_body = Some(String::from_utf8_lossy(body).into_owned());
-    }
-    if !meta.omit_response && answer.body.len() <= gw.cfg.max_stored_body_bytes {
-        r.response_body = Some(String::from_utf8_lossy(&answer.body).into_owned());
-    }
-    let elapsed = started.elapsed();
-    r.latency_ms = i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX);
-    r.completed_at = created_at + chrono::TimeDelta::from_std(elapsed).unwrap_or_default();
-    if answer.stream {
-        r.ttft_ms = Some(r.latency_ms);
-    }
-    gw.recorder.record(r, secrets);
-
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
-    let out_body = if answer.stream {
-        let mut splitter = EventSplitter::default();
-        let mut events: Vec<Bytes> = splitter.push(&answer.body);
-        events.extend(splitter.finish());
-        Body::from_stream(futures::stream::iter(
-            events.into_iter().map(Ok::<_, std::io::Error>),
-        ))
-    } else {
-        Body::from(answer.body.clone())
-    };
-    let mut resp = Response::new(out_body);
-    *resp.status_mut() = status;
-    *resp.headers_mut() = headers;
-    resp
 }
 
 /// The client's response body: the provider's SSE events as they complete, through

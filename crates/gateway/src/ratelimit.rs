@@ -307,6 +307,37 @@ pub(crate) enum Refusal {
     StoreFailed(String),
 }
 
+impl Refusal {
+    /// The answer: 429 in the caller's API shape with the policy's headers and `Retry-After`,
+    /// or the fail-closed errors (400 bad policy, 503 store failed).
+    pub(crate) fn into_response(
+        self,
+        anthropic: bool,
+    ) -> Result<axum::response::Response, crate::GatewayError> {
+        match self {
+            Refusal::Limited {
+                message,
+                headers,
+                retry_after,
+            } => {
+                let mut r = crate::GatewayError::RateLimited(message).into_response_for(anthropic);
+                for (n, v) in headers {
+                    r.headers_mut().insert(n, v);
+                }
+                r.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    HeaderValue::from(retry_after.as_secs_f64().ceil().max(1.0) as u64),
+                );
+                Ok(r)
+            }
+            Refusal::BadPolicy(m) => Err(crate::GatewayError::BadRequest(m)),
+            Refusal::StoreFailed(m) => Err(crate::GatewayError::Unavailable(format!(
+                "the rate limiter failed ({m}) and gateway.rate_limit.failure_mode is 'closed'; try again"
+            ))),
+        }
+    }
+}
+
 /// The caller of a call, for segments and per-key policies.
 pub(crate) struct Who<'a> {
     pub org: &'a str,
