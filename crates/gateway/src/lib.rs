@@ -129,13 +129,16 @@ pub(crate) fn run_soon<T: Send + 'static>(
     match (&mut fut).now_or_never() {
         Some(Err(e)) => tracing::warn!(error = %e, "cache/rate-limit store write failed"),
         Some(Ok(_)) => {}
-        None => {
-            tokio::spawn(async move {
-                if let Err(e) = fut.await {
-                    tracing::warn!(error = %e, "cache/rate-limit store write failed");
-                }
-            });
-        }
+        None => match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    if let Err(e) = fut.await {
+                        tracing::warn!(error = %e, "cache/rate-limit store write failed");
+                    }
+                });
+            }
+            Err(_) => tracing::warn!("cache/rate-limit store write dropped: no runtime"),
+        },
     }
 }
 
