@@ -24,6 +24,116 @@ pub struct GatewayConfig {
     pub max_stored_body_bytes: usize,
     /// Largest request body accepted from a client.
     pub max_request_bytes: usize,
+    /// Retries for every call (a route's `retry` and the `Helicone-Retry-*` headers override it).
+    pub retry: RetryConfig,
+    /// Per requested model: retries, fallbacks and caching for calls asking for that model.
+    pub routes: BTreeMap<String, RouteConfig>,
+    /// The response cache (`Helicone-Cache-*`).
+    pub cache: CacheConfig,
+    /// Rate limits (`Helicone-RateLimit-Policy` and configured policies).
+    pub rate_limit: RateLimitConfig,
+}
+
+/// `[gateway.retry]` (and `retry` of a route): Helicone's retry settings.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Retry failed calls (429, 5xx, unreachable, timeouts) without the client asking.
+    pub enabled: bool,
+    /// Retries after the first attempt (Helicone `helicone-retry-num`, default 5).
+    pub num: u32,
+    /// Exponential backoff factor (default 2).
+    pub factor: f64,
+    /// First backoff in ms (default 1000).
+    pub min_timeout_ms: u64,
+    /// Largest backoff in ms (default 10000); a `retry-after` longer than this is not waited for.
+    pub max_timeout_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            enabled: false,
+            num: 5,
+            factor: 2.0,
+            min_timeout_ms: 1000,
+            max_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// `[gateway.routes."<model>"]`: defaults for calls asking for `<model>` (the name in the body,
+/// before `model_map`); headers of a call still win.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteConfig {
+    /// Retry settings for this model (replaces `[gateway.retry]`).
+    pub retry: Option<RetryConfig>,
+    /// Models tried in order when this one fails (429, 5xx, unreachable, timeout), e.g.
+    /// `["gpt-4o-mini", "anthropic/claude-haiku-4-5"]` (same form as `Loupe-Fallback-Models`).
+    pub fallbacks: Vec<String>,
+    /// Cache this model's answers (as `Helicone-Cache-Enabled: true`).
+    pub cache: Option<bool>,
+}
+
+/// Where a failing rate limiter leaves a call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureMode {
+    /// Invalid policy header or limiter error: the call goes through unlimited (Helicone's way).
+    #[default]
+    Open,
+    /// Invalid policy header: 400; limiter error: 503.
+    Closed,
+}
+
+/// `[gateway.rate_limit]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    pub failure_mode: FailureMode,
+    /// Policies applied to calls without any header (`[[gateway.rate_limit.policies]]`).
+    pub policies: Vec<RateLimitPolicyConfig>,
+}
+
+/// One configured policy: Helicone's policy syntax, optionally only for one org or one key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitPolicyConfig {
+    /// `quota;w=seconds;u=request|cents;s=user|<property>`, e.g. `"1000;w=3600;s=user"`.
+    pub policy: String,
+    /// Only calls of this org (empty: every org; each org has its own counters anyway).
+    pub org: String,
+    /// Only calls made with this Loupe API key: its hex SHA-256 (empty: any key).
+    pub key_sha256: String,
+}
+
+/// `[gateway.cache]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Cache every call (as `Helicone-Cache-Enabled: true`); default: only when asked.
+    pub enabled: bool,
+    /// Memory bound of the in-process cache (bodies + headers), bytes.
+    pub max_bytes: u64,
+    /// Answers larger than this are not cached.
+    pub max_entry_bytes: usize,
+    /// Optional on-disk tier: a directory (empty: memory only). Entries survive restarts.
+    pub disk_dir: String,
+    /// Bound of the on-disk tier, bytes (new entries are not written past it).
+    pub disk_max_bytes: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            enabled: false,
+            max_bytes: 256 << 20,
+            max_entry_bytes: 4 << 20,
+            disk_dir: String::new(),
+            disk_max_bytes: 4 << 30,
+        }
+    }
 }
 
 impl Default for GatewayConfig {
@@ -36,6 +146,10 @@ impl Default for GatewayConfig {
             record_queue: 10_000,
             max_stored_body_bytes: 1 << 20,
             max_request_bytes: 32 << 20,
+            retry: RetryConfig::default(),
+            routes: BTreeMap::new(),
+            cache: CacheConfig::default(),
+            rate_limit: RateLimitConfig::default(),
         }
     }
 }

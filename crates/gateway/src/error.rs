@@ -22,6 +22,12 @@ pub enum GatewayError {
     Timeout(String),
     #[error("{0}")]
     Config(String),
+    /// A Loupe rate limit refused the call (429).
+    #[error("{0}")]
+    RateLimited(String),
+    /// A Loupe dependency (rate-limit store) failed and the config says fail closed (503).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl GatewayError {
@@ -34,6 +40,8 @@ impl GatewayError {
             GatewayError::Upstream(_) => ErrorKind::Upstream,
             GatewayError::Timeout(_) => ErrorKind::Timeout,
             GatewayError::Config(_) => ErrorKind::Internal,
+            GatewayError::RateLimited(_) => ErrorKind::RateLimited,
+            GatewayError::Unavailable(_) => ErrorKind::Unavailable,
         }
     }
 
@@ -46,6 +54,8 @@ impl GatewayError {
             GatewayError::Upstream(_) => StatusCode::BAD_GATEWAY,
             GatewayError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            GatewayError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -56,6 +66,8 @@ impl GatewayError {
             GatewayError::NotFound(_) => "not_found_error",
             GatewayError::Upstream(_) | GatewayError::Timeout(_) => "api_error",
             GatewayError::Config(_) => "server_error",
+            GatewayError::RateLimited(_) => "rate_limit_error",
+            GatewayError::Unavailable(_) => "api_error",
         }
     }
 

@@ -4,12 +4,22 @@
 //! [`EventSink`] off the hot path (bounded queue; if storage is slow the call still goes through
 //! and the dropped record is counted). It must not depend on storage, Parquet, DataFusion or
 //! the server: keys come in through [`KeyResolver`], records go out through [`EventSink`].
+//!
+//! Resilience (Helicone-compatible headers, config defaults per route): a response cache
+//! ([`cache`], behind [`CacheStore`]), retries with backoff ([`retry`]), fallbacks across
+//! providers ([`fallback`]), and rate limits ([`ratelimit`], behind [`RateLimitStore`]).
 
 mod anthropic;
+mod attempts;
+pub mod cache;
 pub mod config;
 pub mod error;
+pub mod fallback;
 mod proxy;
+pub mod ratelimit;
 mod recorder;
+mod replay;
+pub mod retry;
 pub mod sse;
 
 use std::sync::Arc;
@@ -19,8 +29,13 @@ use axum::Router;
 use axum::routing::{get, post};
 use loupe_model::{EventSink, PriceTable};
 
-pub use config::{GatewayConfig, ProviderConfig, ProviderKind, ProvidersConfig, Secret};
+pub use cache::{CacheStore, TieredCache};
+pub use config::{
+    CacheConfig, FailureMode, GatewayConfig, ProviderConfig, ProviderKind, ProvidersConfig,
+    RateLimitConfig, RateLimitPolicyConfig, RetryConfig, RouteConfig, Secret,
+};
 pub use error::GatewayError;
+pub use ratelimit::{MemoryRateLimits, RateLimitStore};
 pub use sse::EventSplitter;
 
 /// Resolves Loupe API keys to orgs (the server's key store).
@@ -39,6 +54,11 @@ pub struct GatewayMetrics {
     pub records_dropped: AtomicU64,
     pub sink_errors: AtomicU64,
     pub client_disconnects: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
+    pub retries: AtomicU64,
+    pub fallbacks: AtomicU64,
+    pub rate_limited: AtomicU64,
 }
 
 /// The counters at one moment.
@@ -58,6 +78,68 @@ pub struct MetricsSnapshot {
     pub client_disconnects: u64,
     /// Records waiting in the queue now.
     pub queued: u64,
+    /// Calls answered from the cache.
+    pub cache_hits: u64,
+    /// Cached-enabled calls that went to the provider.
+    pub cache_misses: u64,
+    /// Upstream attempts that were retries of the same target.
+    pub retries: u64,
+    /// Upstream attempts that went to a fallback.
+    pub fallbacks: u64,
+    /// Calls refused by a rate limit (429).
+    pub rate_limited: u64,
+}
+
+/// The stores behind the cache and the rate limits (in process by default; see
+/// [`Gateway::with_stores`] for shared ones).
+#[derive(Clone)]
+pub struct Stores {
+    pub cache: Arc<dyn CacheStore>,
+    pub rate_limits: Arc<dyn RateLimitStore>,
+}
+
+impl std::fmt::Debug for Stores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stores").finish_non_exhaustive()
+    }
+}
+
+impl Stores {
+    /// The in-process stores for `cfg`: a [`TieredCache`] (memory, plus disk when
+    /// `cache.disk_dir` is set) and [`MemoryRateLimits`].
+    pub fn in_process(cfg: &GatewayConfig) -> Result<Stores, GatewayError> {
+        let dir =
+            (!cfg.cache.disk_dir.is_empty()).then(|| std::path::Path::new(&cfg.cache.disk_dir));
+        let cache = TieredCache::new(cfg.cache.max_bytes, dir, cfg.cache.disk_max_bytes)
+            .map_err(GatewayError::Config)?;
+        Ok(Stores {
+            cache: Arc::new(cache),
+            rate_limits: Arc::new(MemoryRateLimits::new()),
+        })
+    }
+}
+
+/// Runs a store call: at once when it is ready at the first poll (the in-process stores), else
+/// on a task of its own, so a slow shared store never holds up a call.
+pub(crate) fn run_soon<T: Send + 'static>(
+    fut: futures::future::BoxFuture<'static, Result<T, String>>,
+) {
+    use futures::FutureExt;
+    let mut fut = fut;
+    match (&mut fut).now_or_never() {
+        Some(Err(e)) => tracing::warn!(error = %e, "cache/rate-limit store write failed"),
+        Some(Ok(_)) => {}
+        None => match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    if let Err(e) = fut.await {
+                        tracing::warn!(error = %e, "cache/rate-limit store write failed");
+                    }
+                });
+            }
+            Err(_) => tracing::warn!("cache/rate-limit store write dropped: no runtime"),
+        },
+    }
 }
 
 /// The gateway: configuration, HTTP client, price table, and the record queue.
@@ -68,6 +150,7 @@ pub struct Gateway {
     pub(crate) keys: Arc<dyn KeyResolver>,
     pub(crate) client: reqwest::Client,
     pub(crate) recorder: recorder::Recorder,
+    pub(crate) stores: Stores,
     pub metrics: Arc<GatewayMetrics>,
 }
 
@@ -88,6 +171,21 @@ impl Gateway {
         sink: Arc<dyn EventSink>,
         keys: Arc<dyn KeyResolver>,
     ) -> Result<Arc<Gateway>, GatewayError> {
+        let stores = Stores::in_process(&cfg)?;
+        Self::with_stores(cfg, providers, prices, sink, keys, stores)
+    }
+
+    /// As [`Gateway::new`], with the cache and rate-limit counters in `stores` (e.g. shared
+    /// ones, so limits and cached answers hold across gateway nodes).
+    pub fn with_stores(
+        cfg: GatewayConfig,
+        providers: ProvidersConfig,
+        prices: Arc<PriceTable>,
+        sink: Arc<dyn EventSink>,
+        keys: Arc<dyn KeyResolver>,
+        stores: Stores,
+    ) -> Result<Arc<Gateway>, GatewayError> {
+        ratelimit::validate(&cfg.rate_limit).map_err(GatewayError::Config)?;
         for (name, p) in &providers.0 {
             if !p.base_url.is_empty() && url_ok(&p.base_url).is_none() {
                 return Err(GatewayError::Config(format!(
@@ -123,6 +221,7 @@ impl Gateway {
             keys,
             client,
             recorder,
+            stores,
             metrics,
         }))
     }
@@ -154,6 +253,11 @@ impl Gateway {
             sink_errors: g(&m.sink_errors),
             client_disconnects: g(&m.client_disconnects),
             queued: self.recorder.queued() as u64,
+            cache_hits: g(&m.cache_hits),
+            cache_misses: g(&m.cache_misses),
+            retries: g(&m.retries),
+            fallbacks: g(&m.fallbacks),
+            rate_limited: g(&m.rate_limited),
         }
     }
 
@@ -167,7 +271,12 @@ impl Gateway {
              # TYPE loupe_gateway_records_dropped_total counter\nloupe_gateway_records_dropped_total {}\n\
              # TYPE loupe_gateway_sink_errors_total counter\nloupe_gateway_sink_errors_total {}\n\
              # TYPE loupe_gateway_client_disconnects_total counter\nloupe_gateway_client_disconnects_total {}\n\
-             # TYPE loupe_gateway_record_queue gauge\nloupe_gateway_record_queue {}\n",
+             # TYPE loupe_gateway_record_queue gauge\nloupe_gateway_record_queue {}\n\
+             # TYPE loupe_gateway_cache_hits_total counter\nloupe_gateway_cache_hits_total {}\n\
+             # TYPE loupe_gateway_cache_misses_total counter\nloupe_gateway_cache_misses_total {}\n\
+             # TYPE loupe_gateway_retries_total counter\nloupe_gateway_retries_total {}\n\
+             # TYPE loupe_gateway_fallbacks_total counter\nloupe_gateway_fallbacks_total {}\n\
+             # TYPE loupe_gateway_rate_limited_total counter\nloupe_gateway_rate_limited_total {}\n",
             m.requests,
             m.upstream_errors,
             m.records_sent,
@@ -175,6 +284,11 @@ impl Gateway {
             m.sink_errors,
             m.client_disconnects,
             m.queued,
+            m.cache_hits,
+            m.cache_misses,
+            m.retries,
+            m.fallbacks,
+            m.rate_limited,
         )
     }
 

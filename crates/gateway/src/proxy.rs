@@ -15,7 +15,9 @@ use loupe_model::{RequestRecord, Source, Usage, keep_upstream_header};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::attempts::{Answer, Prepared, entry_key, prepare, try_once};
 use crate::config::{ProviderConfig, ProviderKind};
+use crate::replay::{CacheSave, serve_hit};
 use crate::sse::{EventSplitter, data_of};
 use crate::{Gateway, GatewayError};
 
@@ -30,7 +32,7 @@ pub(crate) enum Endpoint {
 
 impl Endpoint {
     /// The path below the provider's versioned base URL.
-    fn suffix(self) -> &'static str {
+    pub(crate) fn suffix(self) -> &'static str {
         match self {
             Endpoint::Chat => "/chat/completions",
             Endpoint::Completions => "/completions",
@@ -39,7 +41,7 @@ impl Endpoint {
             Endpoint::Messages => "/messages",
         }
     }
-    fn anthropic(self) -> bool {
+    pub(crate) fn anthropic(self) -> bool {
         self == Endpoint::Messages
     }
 }
@@ -120,21 +122,21 @@ pub(crate) async fn models(State(gw): State<Arc<Gateway>>, h: HeaderMap) -> Resp
 }
 
 /// What the Helicone/Loupe headers of a call say.
-struct Meta {
-    request_id: Uuid,
-    user_id: Option<String>,
-    session_id: Option<String>,
-    session_path: Option<String>,
-    session_name: Option<String>,
-    properties: std::collections::BTreeMap<String, String>,
-    omit_request: bool,
-    omit_response: bool,
-    model_override: Option<String>,
-    target_url: Option<String>,
+pub(crate) struct Meta {
+    pub(crate) request_id: Uuid,
+    pub(crate) user_id: Option<String>,
+    pub(crate) session_id: Option<String>,
+    pub(crate) session_path: Option<String>,
+    pub(crate) session_name: Option<String>,
+    pub(crate) properties: std::collections::BTreeMap<String, String>,
+    pub(crate) omit_request: bool,
+    pub(crate) omit_response: bool,
+    pub(crate) model_override: Option<String>,
+    pub(crate) target_url: Option<String>,
 }
 
 /// `Helicone-<name>` or `Loupe-<name>` (name in lower case).
-fn meta_header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn meta_header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     for prefix in ["helicone-", "loupe-"] {
         if let Some(v) = h
             .get(format!("{prefix}{name}"))
@@ -191,7 +193,7 @@ impl Meta {
     }
 }
 
-fn bearer(v: &str) -> &str {
+pub(crate) fn bearer(v: &str) -> &str {
     let v = v.trim();
     v.strip_prefix("Bearer ")
         .or_else(|| v.strip_prefix("bearer "))
@@ -199,14 +201,15 @@ fn bearer(v: &str) -> &str {
         .trim()
 }
 
-fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.trim().is_empty())
 }
 
 /// A provider key the caller sent.
-enum CallerKey {
+#[derive(Clone)]
+pub(crate) enum CallerKey {
     /// Passthrough mode: used instead of any configured key.
     Wins(String),
     /// No-keys mode: used only when the provider has no configured key.
@@ -254,7 +257,7 @@ fn authenticate(gw: &Gateway, h: &HeaderMap) -> Result<(String, Option<CallerKey
     }
 }
 
-fn upstream_key(
+pub(crate) fn upstream_key(
     p: &ProviderConfig,
     name: &str,
     caller: Option<CallerKey>,
@@ -276,14 +279,14 @@ fn upstream_key(
 }
 
 /// Where a call goes.
-struct Route {
-    provider: String,
-    config: ProviderConfig,
+pub(crate) struct Route {
+    pub(crate) provider: String,
+    pub(crate) config: ProviderConfig,
     /// The model name sent upstream (prefix stripped, map applied).
-    model: String,
-    url: String,
+    pub(crate) model: String,
+    pub(crate) url: String,
     /// OpenAI chat/completions sent to an Anthropic model: translate both ways.
-    translate: bool,
+    pub(crate) translate: bool,
 }
 
 /// The provider and upstream model for a requested model name:
@@ -313,14 +316,14 @@ pub(crate) fn resolve_model(
     (provider.to_owned(), model.to_owned())
 }
 
-fn route(
+pub(crate) fn route(
     gw: &Gateway,
     ep: Endpoint,
     model: &str,
-    meta: &Meta,
+    target_url: Option<&str>,
     path: &str,
 ) -> Result<Route, GatewayError> {
-    if let Some(target) = &meta.target_url {
+    if let Some(target) = target_url {
         if !(target.starts_with("http://") || target.starts_with("https://")) {
             return Err(GatewayError::BadRequest(format!(
                 "Helicone-Target-URL '{target}' is not an http(s) URL"
@@ -490,22 +493,24 @@ fn secrets_of(h: &HeaderMap, upstream_key: &str) -> Vec<String> {
 
 /// A call in flight. Recorded exactly once: by `finish`/`fail`, or when dropped unfinished
 /// (the client went away while Loupe waited for the provider).
-struct Call {
-    gw: Arc<Gateway>,
-    record: RequestRecord,
-    started: Instant,
-    omit_response: bool,
-    secrets: Vec<String>,
+pub(crate) struct Call {
+    pub(crate) gw: Arc<Gateway>,
+    pub(crate) record: RequestRecord,
+    pub(crate) started: Instant,
+    pub(crate) omit_response: bool,
+    pub(crate) secrets: Vec<String>,
     /// The provider's status line arrived.
-    responded: bool,
-    sent: bool,
+    pub(crate) responded: bool,
+    pub(crate) sent: bool,
+    /// `u=cents` rate-limit counters charged with the call's cost when it is finished.
+    pub(crate) cents: Vec<crate::ratelimit::Applied>,
 }
 
 /// What Loupe answers when it could not get an answer from the provider.
-struct SendError {
-    status: i32,
-    error_type: &'static str,
-    err: GatewayError,
+pub(crate) struct SendError {
+    pub(crate) status: i32,
+    pub(crate) error_type: &'static str,
+    pub(crate) err: GatewayError,
 }
 
 async fn handle(gw: Arc<Gateway>, ep: Endpoint, headers: HeaderMap, body: BodyResult) -> Response {
@@ -536,12 +541,13 @@ async fn handle(gw: Arc<Gateway>, ep: Endpoint, headers: HeaderMap, body: BodyRe
 }
 
 /// The upstream request for `route` with `body`.
-fn build_request(
+pub(crate) fn build_request(
     gw: &Gateway,
     route: &Route,
     headers: &HeaderMap,
     key: &str,
     body: Bytes,
+    extra: &HeaderMap,
 ) -> reqwest::RequestBuilder {
     let listed = connection_listed(headers);
     let mut out = HeaderMap::with_capacity(headers.len() + 3);
@@ -580,6 +586,12 @@ fn build_request(
             }
         }
     }
+    // A `Helicone-Fallbacks` entry's own headers (its key is already in `key`).
+    for (name, value) in extra {
+        if forwardable(name.as_str()) {
+            out.insert(name.clone(), value.clone());
+        }
+    }
     out.insert(
         axum::http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -587,7 +599,7 @@ fn build_request(
     gw.client.post(&route.url).headers(out).body(body)
 }
 
-async fn send(
+pub(crate) async fn send(
     req: reqwest::RequestBuilder,
     route: &Route,
     deadline: tokio::time::Instant,
@@ -627,7 +639,7 @@ async fn send(
     }
 }
 
-async fn read_all(
+pub(crate) async fn read_all(
     resp: reqwest::Response,
     route: &Route,
     deadline: tokio::time::Instant,
@@ -658,14 +670,14 @@ async fn read_all(
 
 /// The status and headers of a provider's answer: captured on the record, and filtered into
 /// what the client gets (plus `Helicone-Id`/`Loupe-Id`).
-struct Head {
-    status: StatusCode,
-    headers: HeaderMap,
-    is_sse: bool,
+pub(crate) struct Head {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) is_sse: bool,
 }
 
 impl Head {
-    fn of(resp: &reqwest::Response, call: &mut Call) -> Head {
+    pub(crate) fn of(resp: &reqwest::Response, call: &mut Call) -> Head {
         let status = resp.status();
         call.responded = true;
         call.record.status = i32::from(status.as_u16());
@@ -702,8 +714,14 @@ impl Head {
     }
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
+pub(crate) fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+pub(crate) fn insert_headers(out: &mut HeaderMap, extra: &[(HeaderName, HeaderValue)]) {
+    for (n, v) in extra {
+        out.insert(n.clone(), v.clone());
+    }
 }
 
 async fn forward(
@@ -738,72 +756,81 @@ async fn forward(
         .to_owned();
     let meta = Meta::from_headers(headers, Some(&json));
     let path = format!("/v1{}", ep.suffix());
-    let route = route(&gw, ep, &model, &meta, &path)?;
-    let key = upstream_key(&route.config, &route.provider, passthrough)?;
+    let candidates = crate::fallback::plan(headers, &gw.cfg, &model)?;
+    let retry = crate::retry::RetryPolicy::resolve(headers, &gw.cfg, &model)?;
+    let cache = crate::cache::settings(headers, &gw.cfg, &model)?;
+    let caller_key = match &passthrough {
+        Some(CallerKey::Wins(k) | CallerKey::Fallback(k)) => Some(k.clone()),
+        None => None,
+    };
+    let mut secrets = secrets_of(headers, "");
 
-    let stream = json.get("stream").and_then(Value::as_bool) == Some(true);
-    let mut modified = false;
-    if route.model != model {
-        json["model"] = Value::String(route.model.clone());
-        modified = true;
-    }
-    // Usage of a streamed OpenAI chat call comes in a final chunk only if asked for: ask, and
-    // take that chunk out of what the client sees if the client did not ask itself.
-    let mut strip_usage_chunk = false;
-    // The body without the injected `stream_options`, in case the provider rejects them.
-    let mut plain_body: Option<Bytes> = None;
-    if stream
-        && matches!(ep, Endpoint::Chat | Endpoint::Completions)
-        && route.config.kind != ProviderKind::Anthropic
-        && route.config.stream_usage
-    {
-        let asked = json
-            .pointer("/stream_options/include_usage")
-            .and_then(Value::as_bool)
-            == Some(true);
-        if !asked {
-            plain_body = Some(if modified {
-                Bytes::from(
-                    serde_json::to_vec(&json)
-                        .map_err(|e| GatewayError::BadRequest(e.to_string()))?,
-                )
-            } else {
-                body.clone()
-            });
-            match json.get_mut("stream_options") {
-                Some(Value::Object(o)) => {
-                    o.insert("include_usage".into(), Value::Bool(true));
-                }
-                _ => {
-                    json["stream_options"] = serde_json::json!({"include_usage": true});
-                }
+    // Rate limits first: a refused call costs nothing and reaches nobody.
+    let admission = crate::ratelimit::admit(
+        gw.stores.rate_limits.as_ref(),
+        &gw.cfg.rate_limit,
+        headers,
+        &crate::ratelimit::Who {
+            org: &org,
+            user_id: meta.user_id.as_deref(),
+            properties: &meta.properties,
+            key_sha256: gw
+                .cfg
+                .rate_limit
+                .policies
+                .iter()
+                .any(|p| !p.key_sha256.is_empty())
+                .then(|| loupe_key_sha256(headers))
+                .flatten(),
+        },
+    )
+    .await;
+    let admission = match admission {
+        Ok(a) => a,
+        Err(refusal) => {
+            if matches!(refusal, crate::ratelimit::Refusal::Limited { .. }) {
+                gw.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
             }
-            strip_usage_chunk = true;
-            modified = true;
+            return refusal.into_response(ep.anthropic());
         }
-    }
-    let client_wants_usage = json
-        .pointer("/stream_options/include_usage")
-        .and_then(Value::as_bool)
-        == Some(true);
-    if route.translate {
-        json = crate::anthropic::request_to_messages(&json, &route.model)?;
-        modified = true;
-    }
-    let upstream_body = if modified {
-        Bytes::from(serde_json::to_vec(&json).map_err(|e| GatewayError::BadRequest(e.to_string()))?)
-    } else {
-        body.clone()
     };
 
+    // The cache.
+    let mut cache_save: Option<CacheSave> = None;
+    if let Some(c) = &cache {
+        let keys = crate::cache::keys(&org, &path, &json, c, headers, caller_key.as_deref());
+        let slot = if c.read {
+            match crate::cache::lookup(gw.stores.cache.as_ref(), &keys).await {
+                crate::cache::Lookup::Hit { answer, idx } => {
+                    gw.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(serve_hit(
+                        &gw, answer, idx, meta, org, path, &body, started, created_at, secrets,
+                        &admission,
+                    ));
+                }
+                crate::cache::Lookup::Miss { slot } => {
+                    gw.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
+                    slot
+                }
+            }
+        } else {
+            0
+        };
+        if c.write
+            && let Some(key) = keys.get(slot)
+        {
+            cache_save = Some(CacheSave {
+                key: *key,
+                ttl: c.ttl,
+                max_bytes: gw.cfg.cache.max_entry_bytes,
+            });
+        }
+    }
+
+    let stream = json.get("stream").and_then(Value::as_bool) == Some(true);
     let mut record = RequestRecord::new(meta.request_id, org, created_at);
     record.source = Source::Gateway;
-    record.provider = route.provider.clone();
-    record.model = meta
-        .model_override
-        .clone()
-        .unwrap_or_else(|| route.model.clone());
-    record.path = path;
+    record.path = path.clone();
     record.stream = stream;
     record.cache_hit = false;
     record.user_id = meta.user_id;
@@ -814,67 +841,211 @@ async fn forward(
     if !meta.omit_request && body.len() <= gw.cfg.max_stored_body_bytes {
         record.request_body = Some(String::from_utf8_lossy(&body).into_owned());
     }
+    for c in &candidates {
+        if let Some(k) = entry_key(&c.headers) {
+            secrets.push(k);
+        }
+    }
     let mut call = Call {
         gw: gw.clone(),
         record,
         started,
         omit_response: meta.omit_response,
-        secrets: secrets_of(headers, &key),
+        secrets,
         responded: false,
         sent: false,
+        cents: admission.cents,
     };
 
-    let timeout = Duration::from_secs(gw.cfg.upstream_timeout_secs.max(1));
-    let deadline = tokio::time::Instant::now() + timeout;
-    let req = build_request(&gw, &route, headers, &key, upstream_body);
-    let resp = send(req, &route, deadline, timeout)
-        .await
-        .map_err(|e| call.fail(e))?;
-    let mut head = Head::of(&resp, &mut call);
-    let mut live = Some(resp);
-    let mut early_body: Option<Bytes> = None;
-    // A server that rejects `stream_options` (which Loupe added) gets the call as the client
-    // sent it: the call must not fail because of Loupe.
-    if let Some(plain) = plain_body
-        && matches!(head.status.as_u16(), 400 | 422)
-        && let Some(resp) = live.take()
-    {
-        let bytes = read_all(resp, &route, deadline, timeout)
-            .await
-            .map_err(|e| call.fail(e))?;
-        if contains(&bytes, b"stream_options") {
-            tracing::debug!(provider = %route.provider, "provider rejected stream_options; retrying without");
-            strip_usage_chunk = false;
-            let req = build_request(&gw, &route, headers, &key, plain);
-            let resp = send(req, &route, deadline, timeout)
-                .await
-                .map_err(|e| call.fail(e))?;
-            head = Head::of(&resp, &mut call);
-            live = Some(resp);
+    // Attempts: each candidate in turn, each retried per the policy.
+    let mut attempt_no: i32 = 0;
+    let mut outcome: Option<(Result<Answer, SendError>, usize, Prepared)> = None;
+    // The latest failure that moved on to a fallback: the answer if no later one can be sent.
+    let mut last_failure: Option<(Result<Answer, SendError>, usize, Prepared, i32)> = None;
+    let mut prepare_error: Option<GatewayError> = None;
+    let mut sent_any = false;
+    'candidates: for (idx, cand) in candidates.iter().enumerate() {
+        let more = idx + 1 < candidates.len();
+        // The last candidate takes the parsed body; earlier ones work on a copy.
+        let body_json = if more {
+            json.clone()
         } else {
-            early_body = Some(bytes);
+            std::mem::take(&mut json)
+        };
+        let prepared = match prepare(
+            &gw,
+            ep,
+            cand,
+            body_json,
+            &body,
+            &model,
+            meta.target_url.as_deref(),
+            passthrough.clone(),
+            &path,
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                // A fallback that cannot be sent (no key, unknown provider…) is skipped.
+                attempt_no += 1;
+                call.record.attempts.push(loupe_model::Attempt {
+                    attempt: attempt_no,
+                    fallback_index: idx as i32,
+                    provider: String::new(),
+                    model: cand.model.clone().unwrap_or_else(|| model.clone()),
+                    status: i32::from(e.status().as_u16()),
+                    error_type: Some("not_sent".into()),
+                    error: Some(e.to_string()),
+                    latency_ms: 0,
+                    backoff_ms: 0,
+                });
+                prepare_error = Some(e);
+                continue;
+            }
+        };
+        if !call.secrets.iter().any(|s| s == &prepared.key) && prepared.key.len() >= 8 {
+            call.secrets.push(prepared.key.clone());
+        }
+        call.record.provider = prepared.route.provider.clone();
+        call.record.model = meta
+            .model_override
+            .clone()
+            .unwrap_or_else(|| prepared.route.model.clone());
+        let mut retries_done = 0u32;
+        loop {
+            attempt_no += 1;
+            let t0 = Instant::now();
+            sent_any = true;
+            let res = try_once(&gw, &prepared, headers, &mut call).await;
+            let (status, upstream_head) = match &res {
+                Ok(a) if a.head.status.is_success() => {
+                    outcome = Some((res, idx, prepared));
+                    break 'candidates;
+                }
+                Ok(a) => (a.head.status.as_u16(), Some(&a.head.headers)),
+                Err(e) => (u16::try_from(e.status).unwrap_or(502), None),
+            };
+            let falls = more
+                && match &res {
+                    Ok(_) => cand.falls_back_on(status),
+                    Err(_) => true,
+                };
+            let failure = match upstream_head {
+                Some(h) => crate::retry::Failure::Status(status, h),
+                None => crate::retry::Failure::NoAnswer,
+            };
+            let delay = match retry.next_step(retries_done, failure, falls) {
+                crate::retry::Step::Retry(d) => Some(d),
+                crate::retry::Step::Fallback => None,
+                crate::retry::Step::Answer => {
+                    outcome = Some((res, idx, prepared));
+                    break 'candidates;
+                }
+            };
+            let (error_type, error) = match &res {
+                Ok(a) => {
+                    let parsed = a
+                        .body
+                        .as_deref()
+                        .and_then(|b| serde_json::from_slice::<Value>(b).ok());
+                    let (t, m) = parsed.as_ref().map(error_info).unwrap_or((None, None));
+                    (t.or_else(|| Some(format!("http_{status}"))), m)
+                }
+                Err(e) => (Some(e.error_type.to_owned()), Some(e.err.to_string())),
+            };
+            call.record.attempts.push(loupe_model::Attempt {
+                attempt: attempt_no,
+                fallback_index: idx as i32,
+                provider: prepared.route.provider.clone(),
+                model: prepared.route.model.clone(),
+                status: i32::from(status),
+                error_type,
+                error,
+                latency_ms: ms_between(t0, Instant::now()),
+                backoff_ms: delay.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            });
+            match delay {
+                Some(d) => {
+                    drop(res);
+                    gw.metrics.retries.fetch_add(1, Ordering::Relaxed);
+                    retries_done += 1;
+                    tokio::time::sleep(d).await;
+                }
+                None => {
+                    gw.metrics.fallbacks.fetch_add(1, Ordering::Relaxed);
+                    last_failure = Some((res, idx, prepared, attempt_no));
+                    continue 'candidates;
+                }
+            }
         }
     }
+    let mut answered = attempt_no;
+    let outcome = outcome.or_else(|| {
+        // Fallbacks after the last failure could not be sent: that failure is the answer.
+        let (res, idx, prepared, n) = last_failure.take()?;
+        call.record.attempts.retain(|a| a.attempt != n);
+        answered = n;
+        Some((res, idx, prepared))
+    });
+    let Some((res, idx, prepared)) = outcome else {
+        // No candidate could be sent at all.
+        let e = prepare_error.unwrap_or_else(|| GatewayError::Config("no candidate".into()));
+        if !sent_any {
+            call.discard();
+            return Err(e);
+        }
+        return Err(call.fail(SendError {
+            status: i32::from(e.status().as_u16()),
+            error_type: "not_sent",
+            err: e,
+        }));
+    };
+    call.record.attempt = Some(answered);
+    if candidates.len() > 1 {
+        call.record.fallback_index = Some(idx as i32);
+    }
+    let answer = res.map_err(|e| call.fail(e))?;
+    let route = &prepared.route;
+    let mut head = answer.head;
+    let mut extra: Vec<(HeaderName, HeaderValue)> = admission.headers;
+    if candidates.len() > 1 {
+        extra.push((
+            HeaderName::from_static("helicone-fallback-index"),
+            HeaderValue::from(idx as u64),
+        ));
+    }
+    if cache.as_ref().is_some_and(|c| c.read) {
+        extra.push((
+            HeaderName::from_static("helicone-cache"),
+            HeaderValue::from_static("MISS"),
+        ));
+    }
+    insert_headers(&mut head.headers, &extra);
 
     if head.is_sse
         && head.status.is_success()
-        && let Some(resp) = live.take()
+        && let Some(resp) = answer.live
     {
         let state = StreamState {
             translator: route
                 .translate
-                .then(|| crate::anthropic::StreamTranslator::new(client_wants_usage)),
+                .then(|| crate::anthropic::StreamTranslator::new(prepared.client_wants_usage)),
             splitter: EventSplitter::default(),
             usage_events: String::new(),
             body_copy: (!call.omit_response).then(BytesMut::new),
             max_body: gw.cfg.max_stored_body_bytes,
-            strip_usage_chunk,
+            strip_usage_chunk: answer.strip_usage_chunk,
             response_model: None,
             partial_since: None,
             first_data: None,
             content_probes_left: MAX_CONTENT_PROBES,
             finished: false,
             error: None,
+            cache: cache_save.map(|save| StreamCache {
+                save,
+                status: head.status,
+                headers: head.headers.clone(),
+                copy: Some(BytesMut::new()),
+            }),
             call: Some(call),
         };
         let idle = Duration::from_secs(gw.cfg.stream_idle_timeout_secs.max(1));
@@ -885,13 +1056,7 @@ async fn forward(
         return Ok(r);
     }
 
-    let bytes = match (early_body, live) {
-        (Some(b), _) => b,
-        (None, Some(resp)) => read_all(resp, &route, deadline, timeout)
-            .await
-            .map_err(|e| call.fail(e))?,
-        (None, None) => Bytes::new(),
-    };
+    let bytes = answer.body.unwrap_or_default();
     let status = head.status;
     let mut out_headers = head.headers;
     if !status.is_success() {
@@ -932,11 +1097,34 @@ async fn forward(
     if !call.omit_response && bytes.len() <= gw.cfg.max_stored_body_bytes {
         call.record.response_body = Some(String::from_utf8_lossy(&bytes).into_owned());
     }
+    if let Some(save) = &cache_save {
+        save.store(
+            &gw,
+            status,
+            &out_headers,
+            bytes.clone(),
+            false,
+            &call.record,
+            call.record.response_model.clone(),
+            usage.as_ref(),
+        );
+    }
     call.finish(usage, None);
     let mut r = Response::new(Body::from(bytes));
     *r.status_mut() = status;
     *r.headers_mut() = out_headers;
     Ok(r)
+}
+
+/// Hex SHA-256 of the Loupe key a call carries (for per-key rate-limit policies).
+fn loupe_key_sha256(h: &HeaderMap) -> Option<String> {
+    use sha2::Digest;
+    let k = header_str(h, "helicone-auth")
+        .or_else(|| header_str(h, "loupe-auth"))
+        .or_else(|| header_str(h, "authorization"))
+        .map(bearer)
+        .or_else(|| header_str(h, "x-api-key").map(str::trim))?;
+    Some(hex::encode(sha2::Sha256::digest(k.as_bytes())))
 }
 
 /// The client's response body: the provider's SSE events as they complete, through
@@ -1014,6 +1202,11 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 impl Call {
+    /// Drops the call unrecorded (nothing was forwarded).
+    fn discard(&mut self) {
+        self.sent = true;
+    }
+
     /// Records a call that failed in the gateway and hands back the error to answer with.
     fn fail(&mut self, e: SendError) -> GatewayError {
         self.gw
@@ -1052,6 +1245,9 @@ impl Call {
             let cost = self.gw.prices.cost(&r.provider, &r.model, &u);
             r.price_known = cost.usd.is_some();
             r.cost_usd = cost.usd;
+        }
+        if !self.cents.is_empty() {
+            crate::ratelimit::charge_cents(&self.gw.stores.rate_limits, &self.cents, r.cost_usd);
         }
         let created_at = r.created_at;
         let record = std::mem::replace(
@@ -1111,7 +1307,18 @@ struct StreamState {
     finished: bool,
     /// `(error_type, message)` when the provider's stream failed.
     error: Option<(&'static str, String)>,
+    /// Where the stream is saved in the cache if it ends cleanly.
+    cache: Option<StreamCache>,
     call: Option<Call>,
+}
+
+/// A stream on its way into the cache: what the client received, up to the entry limit.
+struct StreamCache {
+    save: CacheSave,
+    status: StatusCode,
+    headers: HeaderMap,
+    /// `None` once past `save.max_bytes`.
+    copy: Option<BytesMut>,
 }
 
 /// Bounds what a stream keeps for usage parsing.
@@ -1173,7 +1380,31 @@ impl StreamState {
         let now = Instant::now();
         let first_start = self.partial_since.take().unwrap_or(now);
         let rest: Vec<Bytes> = self.splitter.finish().into_iter().collect();
-        self.forward(rest, first_start, now)
+        let out = self.forward(rest, first_start, now);
+        self.save_to_cache();
+        out
+    }
+
+    /// The stream ended cleanly: cache what the client received (before its last bytes go out,
+    /// so a client that has read the whole stream finds it cached).
+    fn save_to_cache(&mut self) {
+        let (Some(c), Some(call)) = (self.cache.take(), self.call.as_ref()) else {
+            return;
+        };
+        let Some(copy) = c.copy else {
+            return;
+        };
+        let usage = Usage::from_sse(&self.usage_events).map(|(u, _)| u);
+        c.save.store(
+            &call.gw,
+            c.status,
+            &c.headers,
+            copy.freeze(),
+            true,
+            &call.record,
+            self.response_model.clone(),
+            usage.as_ref(),
+        );
     }
 
     /// Notes when output began: the first byte of the first event carrying content.
@@ -1248,6 +1479,15 @@ impl StreamState {
             } else {
                 ev
             };
+            if let Some(c) = self.cache.as_mut()
+                && let Some(copy) = c.copy.as_mut()
+            {
+                if copy.len() + ev.len() <= c.save.max_bytes {
+                    copy.extend_from_slice(&ev);
+                } else {
+                    c.copy = None;
+                }
+            }
             if let Some(copy) = self.body_copy.as_mut() {
                 if copy.len() + ev.len() <= self.max_body {
                     copy.extend_from_slice(&ev);

@@ -46,6 +46,10 @@ const FIELDS: &[&str] = &[
     "trace_id",
     "span_id",
     "upstream_headers",
+    "attempts",
+    "attempt",
+    "fallback_index",
+    "cost_saved_usd",
     "request_body",
     "response_body",
 ];
@@ -621,6 +625,20 @@ fn record(
     let session_name = r.string("session_name");
     let properties = string_map(&mut r, "properties");
     let upstream_headers = string_map(&mut r, "upstream_headers");
+    let attempts = attempts_field(&mut r);
+    let attempt = r.int("attempt", 1, i64::from(i32::MAX), "an integer ≥ 1");
+    let fallback_index = r.int("fallback_index", 0, i64::from(i32::MAX), "an integer ≥ 0");
+    let cost_saved_usd = match r.value("cost_saved_usd") {
+        None => Ok(None),
+        Some(v) => match as_decimal(v) {
+            Ok(d) if d.is_sign_negative() && !d.is_zero() => Err(r.report(
+                "cost_saved_usd",
+                format!("must be ≥ 0, found {}", describe(v)),
+            )),
+            Ok(d) => Ok(Some(d)),
+            Err(why) => Err(r.report("cost_saved_usd", why)),
+        },
+    };
     let cache_hit = r.boolean("cache_hit");
     let stream = r.boolean("stream");
     let trace_id = hex_id(&mut r, "trace_id", 32);
@@ -745,9 +763,63 @@ fn record(
     rec.trace_id = trace_id.ok().flatten();
     rec.span_id = span_id.ok().flatten();
     rec.upstream_headers = upstream_headers.ok().flatten().unwrap_or_default();
+    rec.attempts = attempts.ok().flatten().unwrap_or_default();
+    rec.attempt = attempt.ok().flatten().and_then(|a| i32::try_from(a).ok());
+    rec.fallback_index = fallback_index
+        .ok()
+        .flatten()
+        .and_then(|a| i32::try_from(a).ok());
+    rec.cost_saved_usd = cost_saved_usd.ok().flatten();
     rec.request_body = request_body.ok().flatten();
     rec.response_body = response_body.ok().flatten();
     Some(finish_record(rec, ctx))
+}
+
+/// Most failed attempts a record may list.
+const MAX_ATTEMPTS: usize = 64;
+
+/// `attempts`: an array of `{attempt, fallback_index, provider, model, status, error_type?,
+/// error?, latency_ms, backoff_ms?}` (the gateway's failed attempts).
+fn attempts_field(r: &mut Reader<'_, '_>) -> Got<Vec<loupe_model::Attempt>> {
+    let Some(v) = r.value("attempts") else {
+        return Ok(None);
+    };
+    let Value::Array(items) = v else {
+        return Err(r.report(
+            "attempts",
+            format!(
+                "expected an array of attempt objects, found {}",
+                describe(v)
+            ),
+        ));
+    };
+    if items.len() > MAX_ATTEMPTS {
+        return Err(r.report(
+            "attempts",
+            format!(
+                "{} attempts; at most {MAX_ATTEMPTS} are allowed per record",
+                items.len()
+            ),
+        ));
+    }
+    let base = r.loc.field("attempts");
+    let mut out = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        match serde_json::from_value::<loupe_model::Attempt>(item.clone()) {
+            Ok(a) => out.push(a),
+            Err(e) => {
+                r.report_at(
+                    format!("{base}[{i}]"),
+                    format!(
+                        "{e}; an attempt is {{\"attempt\": 1, \"fallback_index\": 0, \"provider\": \"openai\", \"model\": \"gpt-4o\", \"status\": 429, \"error_type\": null, \"error\": null, \"latency_ms\": 12, \"backoff_ms\": 1000}}"
+                    ),
+                );
+                ok = false;
+            }
+        }
+    }
+    if ok { Ok(Some(out)) } else { Err(Reported) }
 }
 
 /// Completes (completed_at, latency) from what was given; reports contradictions.

@@ -125,6 +125,10 @@ fn full_record_round_trips() {
         "trace_id": "4BF92F3577B34DA6A3CE929D0E0E4736",
         "span_id": "00f067aa0ba902b7",
         "upstream_headers": {"x-ratelimit-remaining-requests": "99", "retry-after": "2"},
+        "attempts": [{"attempt": 1, "fallback_index": 0, "provider": "openai", "model": "gpt-4o", "status": 503, "error_type": "http_503", "error": "down", "latency_ms": 12, "backoff_ms": 1000}],
+        "attempt": 2,
+        "fallback_index": 1,
+        "cost_saved_usd": "0.001",
         "request_body": {"model": "gpt-4o-mini", "messages": []},
         "response_body": "data: {}\n\n"
     }));
@@ -180,6 +184,17 @@ fn full_record_round_trips() {
             ("x-ratelimit-remaining-requests".to_owned(), "99".to_owned())
         ])
     );
+    assert_eq!(r.attempts.len(), 1);
+    assert_eq!(
+        (
+            r.attempts[0].status,
+            r.attempts[0].backoff_ms,
+            r.attempts[0].model.as_str()
+        ),
+        (503, 1000, "gpt-4o")
+    );
+    assert_eq!((r.attempt, r.fallback_index), (Some(2), Some(1)));
+    assert_eq!(r.cost_saved_usd, Some(Decimal::new(1, 3)));
     assert!(r.cache_hit && r.stream);
     assert_eq!(
         r.trace_id.as_deref(),
@@ -627,4 +642,44 @@ fn negative_cost_is_rejected() {
         JSON,
     );
     assert_eq!(e.problems()[0].path, "cost_usd");
+}
+
+#[test]
+fn gateway_attempt_fields_are_checked() {
+    for (extra, path, needle) in [
+        (
+            json!({"attempts": "x"}),
+            "attempts",
+            "expected an array of attempt objects",
+        ),
+        (
+            json!({"attempts": [{"attempt": 1}]}),
+            "attempts[0]",
+            "missing field",
+        ),
+        (json!({"attempt": 0}), "attempt", "an integer ≥ 1"),
+        (
+            json!({"fallback_index": -1}),
+            "fallback_index",
+            "an integer ≥ 0",
+        ),
+        (
+            json!({"cost_saved_usd": "-1"}),
+            "cost_saved_usd",
+            "must be ≥ 0",
+        ),
+    ] {
+        let e = err(&with(minimal(), extra.clone()).to_string(), JSON);
+        let p = &e.problems()[0];
+        assert!(p.path.ends_with(path), "{extra}: {}", p.path);
+        assert!(p.reason.contains(needle), "{extra}: {}", p.reason);
+    }
+    let many: Vec<Value> = (0..65)
+        .map(|i| json!({"attempt": i + 1, "fallback_index": 0, "provider": "p", "model": "m", "status": 503, "latency_ms": 1}))
+        .collect();
+    let e = err(
+        &with(minimal(), json!({"attempts": many})).to_string(),
+        JSON,
+    );
+    assert!(e.problems()[0].reason.contains("at most 64"), "{e}");
 }

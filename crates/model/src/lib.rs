@@ -14,7 +14,7 @@ pub mod usage;
 
 pub use error::{ErrorKind, ModelError};
 pub use price::{Cost, ModelPrice, PriceTable};
-pub use record::{RequestRecord, Source, keep_upstream_header};
+pub use record::{Attempt, RequestRecord, Source, keep_upstream_header};
 pub use schema::{records_to_batch, requests_schema};
 pub use sink::{AppendAck, EventSink, SinkError};
 pub use usage::{Usage, UsageShape};

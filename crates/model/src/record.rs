@@ -72,6 +72,21 @@ pub struct RequestRecord {
     /// `anthropic-ratelimit-*`, `retry-after`, the provider's request id. Never credentials.
     #[serde(default)]
     pub upstream_headers: BTreeMap<String, String>,
+    /// Gateway: every upstream attempt that failed before the answer (retries and fallbacks), in
+    /// order. Stored as a JSON array in the `attempts` column (null when empty).
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
+    /// Gateway: which upstream attempt produced the answer (1 = the first); `None` when no
+    /// provider was asked (cache hits) or the record did not come through the gateway.
+    #[serde(default)]
+    pub attempt: Option<i32>,
+    /// Gateway: the fallback that answered (0 = the model/target asked for; see
+    /// `Helicone-Fallback-Index`); `None` without fallbacks.
+    #[serde(default)]
+    pub fallback_index: Option<i32>,
+    /// Cache hits: what the answer cost when it was first computed (the hit itself costs 0).
+    #[serde(default)]
+    pub cost_saved_usd: Option<Decimal>,
     pub request_body: Option<String>,
     pub response_body: Option<String>,
 }
@@ -112,10 +127,37 @@ impl RequestRecord {
             trace_id: None,
             span_id: None,
             upstream_headers: BTreeMap::new(),
+            attempts: Vec::new(),
+            attempt: None,
+            fallback_index: None,
+            cost_saved_usd: None,
             request_body: None,
             response_body: None,
         }
     }
+}
+
+/// One failed upstream attempt of a gateway call (a retry or a fallback followed it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// 1 for the first upstream attempt of the call.
+    pub attempt: i32,
+    /// Index of the fallback tried (0 = the model/target asked for).
+    pub fallback_index: i32,
+    pub provider: String,
+    pub model: String,
+    /// The provider's status, or Loupe's (502 unreachable/broken, 504 timeout).
+    pub status: i32,
+    /// `error.type` of the provider's answer, or Loupe's (`upstream_unreachable`, …).
+    #[serde(default)]
+    pub error_type: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+    pub latency_ms: i64,
+    /// The wait before the next attempt (backoff, or the provider's `retry-after`); 0 when the
+    /// next attempt was a fallback sent at once.
+    #[serde(default)]
+    pub backoff_ms: i64,
 }
 
 /// Whether an upstream response header is kept on the record (`upstream_headers`): rate-limit

@@ -98,6 +98,14 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         f("trace_id", Utf8, true),
         f("span_id", Utf8, true),
         f("upstream_headers", properties_type(), false),
+        f("attempts", Utf8, true),
+        f("attempt", Int32, true),
+        f("fallback_index", Int32, true),
+        f(
+            "cost_saved_usd",
+            Decimal128(COST_PRECISION, COST_SCALE),
+            true,
+        ),
         f("request_body", Utf8, true),
         f("response_body", Utf8, true),
         f(PARTITION_COLUMN, Date32, false),
@@ -125,6 +133,32 @@ pub fn day_of_micros(micros: i64) -> i32 {
 /// Days since 1970-01-01 of a UTC timestamp (the `day` partition value).
 pub fn day_of(t: DateTime<Utc>) -> i32 {
     t.date_naive().num_days_from_ce() - 719_163
+}
+
+/// A batch written by an older Loupe (a WAL segment from before a column was added) in the
+/// current [`requests_schema`]: columns are matched by name, and a missing column that is
+/// nullable is filled with nulls. A batch already in the current schema is returned as is.
+pub fn upgrade_batch(batch: RecordBatch) -> Result<RecordBatch, ModelError> {
+    let schema = requests_schema();
+    if batch.schema().fields() == schema.fields() {
+        return Ok(batch);
+    }
+    let n = batch.num_rows();
+    let mut cols: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for f in schema.fields() {
+        match batch.column_by_name(f.name()) {
+            Some(c) if c.data_type() == f.data_type() => cols.push(c.clone()),
+            Some(c) => cols.push(arrow::compute::cast(c, f.data_type())?),
+            None if f.is_nullable() => cols.push(arrow::array::new_null_array(f.data_type(), n)),
+            None => {
+                return Err(ModelError::InvalidRecord {
+                    field: f.name().clone(),
+                    reason: "a stored batch lacks this required column".into(),
+                });
+            }
+        }
+    }
+    Ok(RecordBatch::try_new(schema, cols)?)
 }
 
 /// Builds one record batch (schema [`requests_schema`]) from records.
@@ -168,6 +202,11 @@ pub fn records_to_batch(records: &[RequestRecord]) -> Result<RecordBatch, ModelE
     let mut source = strs();
     let mut trace_id = strs();
     let mut span_id = strs();
+    let mut attempts = strs();
+    let mut attempt = Int32Builder::with_capacity(n);
+    let mut fallback_index = Int32Builder::with_capacity(n);
+    let mut cost_saved =
+        Decimal128Builder::with_capacity(n).with_precision_and_scale(COST_PRECISION, COST_SCALE)?;
     let mut request_body = strs();
     let mut response_body = strs();
     let mut day = Date32Builder::with_capacity(n);
@@ -218,6 +257,14 @@ pub fn records_to_batch(records: &[RequestRecord]) -> Result<RecordBatch, ModelE
             upstream_headers.values().append_value(v);
         }
         upstream_headers.append(true)?;
+        if r.attempts.is_empty() {
+            attempts.append_null();
+        } else {
+            attempts.append_value(serde_json::to_string(&r.attempts).unwrap_or_default());
+        }
+        attempt.append_option(r.attempt);
+        fallback_index.append_option(r.fallback_index);
+        cost_saved.append_option(r.cost_saved_usd.map(cost_to_i128));
         request_body.append_option(r.request_body.as_deref());
         response_body.append_option(r.response_body.as_deref());
         day.append_value(day_of(r.created_at));
@@ -256,6 +303,10 @@ pub fn records_to_batch(records: &[RequestRecord]) -> Result<RecordBatch, ModelE
         Arc::new(trace_id.finish()),
         Arc::new(span_id.finish()),
         Arc::new(upstream_headers.finish()),
+        Arc::new(attempts.finish()),
+        Arc::new(attempt.finish()),
+        Arc::new(fallback_index.finish()),
+        Arc::new(cost_saved.finish()),
         Arc::new(request_body.finish()),
         Arc::new(response_body.finish()),
         Arc::new(day.finish()),
@@ -266,6 +317,36 @@ pub fn records_to_batch(records: &[RequestRecord]) -> Result<RecordBatch, ModelE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_from_before_a_new_column_are_upgraded_by_name() {
+        let mut r = RequestRecord::new(uuid::Uuid::new_v4(), "org", Utc::now());
+        r.model = "m".into();
+        let b = records_to_batch(&[r]).expect("batch");
+        let keep: Vec<usize> = (0..b.num_columns())
+            .filter(|i| {
+                !["attempts", "cost_saved_usd"].contains(&b.schema().field(*i).name().as_str())
+            })
+            .collect();
+        let old = b.project(&keep).expect("project");
+        let up = upgrade_batch(old).expect("upgrade");
+        assert_eq!(up.schema(), requests_schema());
+        assert_eq!(
+            up.column_by_name("attempts").map(|c| c.null_count()),
+            Some(1)
+        );
+        assert_eq!(up.column_by_name("model").map(|c| c.len()), Some(1));
+        let current = records_to_batch(&[]).expect("empty");
+        assert_eq!(
+            upgrade_batch(current.clone()).expect("same").schema(),
+            current.schema()
+        );
+        let no_model = b.project(&[0, 1, 2, 3]).expect("project");
+        assert!(
+            upgrade_batch(no_model).is_err(),
+            "a required column cannot be made up"
+        );
+    }
     use chrono::TimeZone;
 
     #[test]

@@ -14,6 +14,7 @@ use datafusion::scalar::ScalarValue;
 use deltalake::DeltaTable;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
+use deltalake::operations::write::SchemaMode;
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::SaveMode;
@@ -161,6 +162,8 @@ pub(crate) async fn flush_once(inner: &Inner) -> Result<(), StorageError> {
         table
             .write(vec![sorted])
             .with_save_mode(SaveMode::Append)
+            // A table created by an older Loupe gains the columns added since (nullable).
+            .with_schema_mode(SchemaMode::Merge)
             .with_partition_columns([PARTITION_COLUMN])
             .with_writer_properties(writer_properties())
             .with_session_state(ordered_session()?)

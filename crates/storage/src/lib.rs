@@ -146,7 +146,10 @@ impl Storage {
         let (table_url, backend) = resolve_table(&cfg, &data_dir)?;
         let app_id = format!("loupe-wal-{}", cfg.node_id);
 
-        let table = load_table(&table_url, backend.clone()).await?;
+        let table = match load_table(&table_url, backend.clone()).await? {
+            Some(t) => Some(add_missing_columns(t).await?),
+            None => None,
+        };
         let flushed: i64 = txn_seq(table.as_ref(), &app_id).await?;
 
         // Replay the WAL: every frame the table does not hold yet becomes pending again.
@@ -601,6 +604,35 @@ fn replay(wal_dir: &Path, flushed: i64, truncate: bool) -> Result<Replay, Storag
 
 /// The WAL sequence number a table holds everything up to (its `txn` version for `app_id`),
 /// -1 for no table or no flush yet.
+/// A table written by an older Loupe lacks the columns added since (they are all nullable):
+/// add them in one metadata-only commit, so queries see every column at once and old files read
+/// as nulls there.
+async fn add_missing_columns(table: DeltaTable) -> Result<DeltaTable, StorageError> {
+    use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
+    let have = table.snapshot()?.schema();
+    let mut missing: Vec<deltalake::kernel::StructField> = Vec::new();
+    for f in loupe_model::requests_schema().fields() {
+        if have.field(f.name()).is_some() {
+            continue;
+        }
+        if !f.is_nullable() {
+            return Err(StorageError::Config(format!(
+                "the requests table lacks the required column '{}'; it was not written by Loupe",
+                f.name()
+            )));
+        }
+        missing.push(f.as_ref().try_into_kernel()?);
+    }
+    if missing.is_empty() {
+        return Ok(table);
+    }
+    tracing::info!(
+        columns = %missing.iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", "),
+        "adding new columns to the requests table"
+    );
+    Ok(table.add_columns().with_fields(missing).await?)
+}
+
 pub(crate) async fn txn_seq(table: Option<&DeltaTable>, app_id: &str) -> Result<i64, StorageError> {
     Ok(match table {
         Some(t) => t

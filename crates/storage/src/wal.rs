@@ -59,7 +59,8 @@ pub fn decode_batch(payload: &[u8]) -> Result<Vec<RecordBatch>, StorageError> {
     let reader = StreamReader::try_new(io::Cursor::new(payload), None)?;
     let mut out = Vec::new();
     for b in reader {
-        out.push(b?);
+        // Segments written before a column was added come back in the current schema.
+        out.push(loupe_model::schema::upgrade_batch(b?)?);
     }
     Ok(out)
 }

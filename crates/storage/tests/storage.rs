@@ -411,3 +411,94 @@ async fn a_large_old_backfill_is_deduplicated_against_the_table() {
     assert_eq!((ack.accepted, ack.duplicates), (10_000, 20_000));
     s.shutdown().await;
 }
+
+/// A data directory written before the gateway's resilience columns existed (`attempts`,
+/// `attempt`, `fallback_index`, `cost_saved_usd`) opens, gains them, and reads old rows as nulls.
+#[tokio::test]
+async fn a_table_from_before_new_columns_opens_and_gains_them() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let old: Vec<_> = (0..4).map(record).collect();
+    let new_cols = ["attempts", "attempt", "fallback_index", "cost_saved_usd"];
+    {
+        // The table as an older Loupe wrote it: the current batch minus the new columns.
+        let batch = loupe_model::records_to_batch(&old).expect("batch");
+        let keep: Vec<usize> = (0..batch.num_columns())
+            .filter(|i| !new_cols.contains(&batch.schema().field(*i).name().as_str()))
+            .collect();
+        let batch = batch.project(&keep).expect("project");
+        let table_dir = dir.path().join("tables/requests");
+        std::fs::create_dir_all(&table_dir).expect("dir");
+        let url = url::Url::from_directory_path(&table_dir).expect("url");
+        let table = deltalake::DeltaTableBuilder::from_url(url)
+            .expect("builder")
+            .build()
+            .expect("table");
+        table
+            .write(vec![batch])
+            .with_partition_columns(["day"])
+            .await
+            .expect("old write");
+    }
+    let s = Storage::open(config(dir.path()))
+        .await
+        .expect("open old dir");
+    let snap = s.snapshot();
+    let schema = snap
+        .table
+        .as_ref()
+        .expect("table")
+        .snapshot()
+        .expect("state")
+        .schema();
+    for c in new_cols {
+        assert!(schema.field(c).is_some(), "{c} added on open");
+    }
+    let mut newer = record(10);
+    newer.attempt = Some(2);
+    newer.fallback_index = Some(1);
+    newer.cost_saved_usd = Some("0.5".parse().expect("decimal"));
+    newer.attempts = vec![loupe_model::Attempt {
+        attempt: 1,
+        fallback_index: 0,
+        provider: "openai".into(),
+        model: "gpt-4o".into(),
+        status: 503,
+        error_type: Some("http_503".into()),
+        error: None,
+        latency_ms: 3,
+        backoff_ms: 0,
+    }];
+    s.append(vec![newer.clone()]).await.expect("append");
+    s.flush().await.expect("flush into the old table");
+    let mut all = old.clone();
+    all.push(newer.clone());
+    assert_exactly_once(&visible_ids(&s).await, &all);
+
+    let snap = s.snapshot();
+    let t = snap.table.as_ref().expect("table");
+    let ctx = SessionContext::new();
+    t.update_datafusion_session(&ctx.state()).expect("session");
+    ctx.register_table("requests", t.table_provider().await.expect("provider"))
+        .expect("register");
+    let rows = ctx
+        .sql("SELECT request_id, attempt, fallback_index, attempts FROM requests WHERE attempt IS NOT NULL")
+        .await
+        .expect("sql")
+        .collect()
+        .await
+        .expect("collect");
+    let n: usize = rows.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(n, 1, "old rows read as nulls, the new one has its values");
+    let attempts = arrow::compute::cast(rows[0].column(3), &DataType::Utf8).expect("cast");
+    assert!(
+        attempts
+            .as_string::<i32>()
+            .value(0)
+            .contains("\"status\":503")
+    );
+    s.shutdown().await;
+    // And it opens again.
+    let s = Storage::open(config(dir.path())).await.expect("reopen");
+    assert_exactly_once(&visible_ids(&s).await, &all);
+    s.shutdown().await;
+}

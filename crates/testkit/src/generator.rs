@@ -595,15 +595,39 @@ impl Generator {
         rec.total_tokens = usage.total_tokens;
 
         if rec.cache_hit {
-            // Served from Loupe's cache: nothing was paid to the provider.
+            // Served from Loupe's cache: nothing was paid to the provider; the first call's
+            // cost was saved.
             rec.cost_usd = Some(Default::default());
             rec.price_known = true;
+            rec.cost_saved_usd = self.prices.cost(spec.provider, spec.model, &usage).usd;
         } else {
             let cost = self.prices.cost(spec.provider, spec.model, &usage);
             rec.price_known = cost.usd.is_some();
             rec.cost_usd = cost.usd;
         }
 
+        if rec.source == Source::Gateway && !rec.cache_hit {
+            // Gateway retries and fallbacks, derived from what is already drawn (no rng draw,
+            // so the rest of the stream stays as it was): one call in 16 needed a retry after
+            // a 503, one in 32 of those answered from its first fallback.
+            rec.attempt = Some(1);
+            if error.is_none() && rec.latency_ms % 16 == 0 {
+                let fell_back = rec.latency_ms % 32 == 0;
+                rec.attempt = Some(2);
+                rec.fallback_index = fell_back.then_some(1);
+                rec.attempts = vec![loupe_model::Attempt {
+                    attempt: 1,
+                    fallback_index: 0,
+                    provider: spec.provider.to_owned(),
+                    model: spec.model.to_owned(),
+                    status: 503,
+                    error_type: Some("http_503".into()),
+                    error: Some("The server is overloaded or not ready yet.".into()),
+                    latency_ms: rec.latency_ms / 8,
+                    backoff_ms: if fell_back { 0 } else { 1000 },
+                }];
+            }
+        }
         rec.user_id = ctx.user.map(|u| format!("user_{u}"));
         let mut props = BTreeMap::new();
         props.insert("environment".to_owned(), ctx.environment.to_owned());

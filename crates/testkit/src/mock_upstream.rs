@@ -26,6 +26,16 @@
 //! | `mock-stall` | a stream that sends two events, then nothing (and never ends) |
 //! | `mock-stream-reset` | a stream that sends two events, then breaks |
 //! | `mock-no-stream-options` | 400 naming `stream_options` when the body has them, else the normal stream |
+//! | `mock-status-<NNN>` | always status NNN with an OpenAI-shaped error body (429 with `retry-after: 1`) |
+//!
+//! Fault schedules (for retries and fallbacks), by request header:
+//!
+//! | header | effect |
+//! |---|---|
+//! | `x-mock-schedule: 500,429,reset,ok` | the n-th request carrying the same `x-mock-schedule-key` (default `default`) gets the n-th entry; past the end, `ok`. Entries: `ok`; a status (OpenAI error body; 429 adds `retry-after` when `x-mock-retry-after` is given); `reset` (200, half a body, then the connection breaks); `hang` (never answers); `midstream` (a stream that breaks after two events; a JSON call: `reset`) |
+//! | `x-mock-fail-rate: 0.2` | a deterministic pseudo-random fifth of the requests (per schedule key, seeded by `x-mock-fail-seed`) fail, rotating through 429, 500, 503 and `reset` |
+//! | `x-mock-retry-after: 2` | the `retry-after` header of scheduled 429s |
+//! | `x-mock-latency-ms: N` | wait N ms before answering (any answer) |
 //!
 //! Request headers shape a stream (they reach the mock because the gateway forwards non-Loupe
 //! headers): `x-mock-delay-ms: N` (pause between pieces), `x-mock-line-ending: lf|crlf|cr`,
@@ -59,6 +69,8 @@ pub struct Received {
     pub headers: Vec<(String, String)>,
     /// The JSON body (`Null` when the body is empty or not JSON).
     pub body: Value,
+    /// When it arrived (tokio's clock, so paused-clock tests can measure waits).
+    pub at: tokio::time::Instant,
 }
 
 impl Received {
@@ -101,6 +113,8 @@ pub fn provider_fixture(name: &str) -> String {
 struct St {
     received: Arc<Mutex<Vec<Received>>>,
     dropped: Arc<AtomicUsize>,
+    /// Requests seen per schedule key.
+    counters: Arc<Mutex<std::collections::HashMap<String, usize>>>,
 }
 
 impl MockUpstream {
@@ -110,6 +124,7 @@ impl MockUpstream {
         let st = St {
             received: received.clone(),
             dropped: dropped.clone(),
+            counters: Arc::default(),
         };
         let app = Router::new().fallback(dispatch).with_state(st);
         let l = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -190,6 +205,7 @@ fn keep(st: &St, method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) 
                 })
                 .collect(),
             body: v.clone(),
+            at: tokio::time::Instant::now(),
         });
     }
     v
@@ -379,6 +395,85 @@ fn completions_stream(include_usage: bool) -> Vec<String> {
     out
 }
 
+/// 200, half a JSON body, then the connection breaks.
+fn broken_json() -> Response {
+    let s = futures::stream::iter(vec![
+        Ok::<_, std::io::Error>(Bytes::from_static(b"{\"id\":\"chatcmpl-half")),
+        Err(std::io::Error::other("connection reset")),
+    ]);
+    respond(200, "application/json", &[], Body::from_stream(s))
+}
+
+fn header_of<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+fn include_usage_of(v: &Value) -> bool {
+    v.pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        == Some(true)
+}
+
+/// An injected failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    Status(u16),
+    Reset,
+    Hang,
+    MidStream,
+}
+
+/// SplitMix64: a deterministic stream of pseudo-random numbers.
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = x;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The fault `x-mock-schedule` / `x-mock-fail-rate` assign to this request, if any.
+fn scheduled_fault(st: &St, h: &HeaderMap) -> Option<Fault> {
+    let schedule = header_of(h, "x-mock-schedule");
+    let rate = header_of(h, "x-mock-fail-rate").and_then(|v| v.parse::<f64>().ok());
+    if schedule.is_none() && rate.is_none() {
+        return None;
+    }
+    let key = header_of(h, "x-mock-schedule-key")
+        .unwrap_or("default")
+        .to_owned();
+    let n = {
+        let mut c = st.counters.lock().ok()?;
+        let e = c.entry(key).or_insert(0);
+        *e += 1;
+        *e - 1
+    };
+    if let Some(s) = schedule {
+        let entry = s.split(',').map(str::trim).nth(n).unwrap_or("ok");
+        return match entry {
+            "ok" | "" => None,
+            "reset" => Some(Fault::Reset),
+            "hang" => Some(Fault::Hang),
+            "midstream" => Some(Fault::MidStream),
+            code => code.parse::<u16>().ok().map(Fault::Status),
+        };
+    }
+    let p = rate.unwrap_or(0.0);
+    let seed: u64 = header_of(h, "x-mock-fail-seed")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let r = splitmix(seed ^ (n as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
+    if (r >> 11) as f64 / (1u64 << 53) as f64 >= p {
+        return None;
+    }
+    Some(match splitmix(r) % 4 {
+        0 => Fault::Status(429),
+        1 => Fault::Status(500),
+        2 => Fault::Status(503),
+        _ => Fault::Reset,
+    })
+}
+
 fn json_response(status: u16, headers: &[(&str, &str)], fixture: &str) -> Response {
     respond(
         status,
@@ -406,6 +501,52 @@ async fn dispatch(
     }
     let model = v["model"].as_str().unwrap_or("").to_owned();
     let stream = v["stream"].as_bool() == Some(true);
+    if let Some(ms) = header_of(&headers, "x-mock-latency-ms").and_then(|v| v.parse().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let scheduled = scheduled_fault(&st, &headers);
+    let status_model = model
+        .strip_prefix("mock-status-")
+        .and_then(|n| n.parse::<u16>().ok());
+    let fault = scheduled.or(status_model.map(Fault::Status));
+    match fault {
+        Some(Fault::Status(code)) => {
+            let retry_after = header_of(&headers, "x-mock-retry-after")
+                .map(str::to_owned)
+                .or_else(|| (status_model.is_some() && code == 429).then(|| "1".to_owned()));
+            let mut hs: Vec<(&str, &str)> = vec![("x-request-id", "req_fault")];
+            if let Some(ra) = retry_after.as_deref()
+                && code == 429
+            {
+                hs.push(("retry-after", ra));
+            }
+            let body = json!({"error": {"message": format!("injected {code}"), "type": if code == 429 { "rate_limit_exceeded" } else { "server_error" }, "param": null, "code": null}});
+            return respond(code, "application/json", &hs, Body::from(body.to_string()));
+        }
+        Some(Fault::Hang) => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            return respond(200, "application/json", &[], Body::empty());
+        }
+        Some(Fault::Reset) => return broken_json(),
+        Some(Fault::MidStream) if stream && path.ends_with("/chat/completions") => {
+            return respond(
+                200,
+                "text/event-stream; charset=utf-8",
+                &[("x-request-id", "req_midstream")],
+                sse_body(
+                    &st,
+                    openai_chat_stream(include_usage_of(&v))
+                        .into_iter()
+                        .take(2)
+                        .collect(),
+                    shape,
+                    Tail::Break,
+                ),
+            );
+        }
+        Some(Fault::MidStream) => return broken_json(),
+        None => {}
+    }
     let include_usage = v
         .pointer("/stream_options/include_usage")
         .and_then(Value::as_bool)
@@ -449,13 +590,7 @@ async fn dispatch(
             tokio::time::sleep(Duration::from_secs(3600)).await;
             return respond(200, "application/json", &[], Body::empty());
         }
-        "mock-reset" => {
-            let s = futures::stream::iter(vec![
-                Ok::<_, std::io::Error>(Bytes::from_static(b"{\"id\":\"chatcmpl-half")),
-                Err(std::io::Error::other("connection reset")),
-            ]);
-            return respond(200, "application/json", &[], Body::from_stream(s));
-        }
+        "mock-reset" => return broken_json(),
         "mock-no-stream-options" if v.get("stream_options").is_some() => {
             return respond(
                 400,

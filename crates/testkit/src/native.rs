@@ -79,6 +79,20 @@ pub fn record_to_native_json(rec: &RequestRecord) -> Value {
             .collect();
         o.insert("upstream_headers".to_owned(), Value::Object(h));
     }
+    if !rec.attempts.is_empty()
+        && let Ok(v) = serde_json::to_value(&rec.attempts)
+    {
+        o.insert("attempts".to_owned(), v);
+    }
+    if let Some(a) = rec.attempt {
+        o.insert("attempt".to_owned(), a.into());
+    }
+    if let Some(i) = rec.fallback_index {
+        o.insert("fallback_index".to_owned(), i.into());
+    }
+    if let Some(c) = rec.cost_saved_usd {
+        o.insert("cost_saved_usd".to_owned(), Value::String(c.to_string()));
+    }
     put_opt(&mut o, "request_body", &rec.request_body);
     put_opt(&mut o, "response_body", &rec.response_body);
     Value::Object(o)
