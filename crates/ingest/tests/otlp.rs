@@ -95,23 +95,22 @@ fn every_trace_capture_decodes_to_the_same_records_in_protobuf_and_json() {
 fn legacy_and_current_openllmetry_agree() {
     let cur = &traces("openllmetry_chat_traces", OtlpFormat::Protobuf).records[0];
     let old = &traces("openllmetry_legacy_0.47_chat_traces", OtlpFormat::Protobuf).records[0];
-    for (a, b) in [(cur, old)] {
-        assert_eq!(a.provider, b.provider);
-        assert_eq!(a.model, b.model);
-        assert_eq!(a.response_model, b.response_model);
-        assert_eq!(
-            (a.prompt_tokens, a.completion_tokens, a.cache_read_tokens),
-            (b.prompt_tokens, b.completion_tokens, b.cache_read_tokens)
-        );
-        assert_eq!(a.total_tokens, b.total_tokens);
-        assert_eq!(a.cost_usd, b.cost_usd);
-        let msgs = |s: &Option<String>| {
-            serde_json::from_str::<Value>(s.as_deref().unwrap_or("{}")).expect("json")["messages"]
-                .clone()
-        };
-        assert_eq!(msgs(&a.request_body), msgs(&b.request_body));
-        assert_eq!(msgs(&a.response_body), msgs(&b.response_body));
-    }
+    let (a, b) = (cur, old);
+    assert_eq!(a.provider, b.provider);
+    assert_eq!(a.model, b.model);
+    assert_eq!(a.response_model, b.response_model);
+    assert_eq!(
+        (a.prompt_tokens, a.completion_tokens, a.cache_read_tokens),
+        (b.prompt_tokens, b.completion_tokens, b.cache_read_tokens)
+    );
+    assert_eq!(a.total_tokens, b.total_tokens);
+    assert_eq!(a.cost_usd, b.cost_usd);
+    let msgs = |s: &Option<String>| {
+        serde_json::from_str::<Value>(s.as_deref().unwrap_or("{}")).expect("json")["messages"]
+            .clone()
+    };
+    assert_eq!(msgs(&a.request_body), msgs(&b.request_body));
+    assert_eq!(msgs(&a.response_body), msgs(&b.response_body));
     assert!(cur.price_known, "gpt-4o-mini has a price");
     assert_eq!(cur.prompt_tokens, 1250);
     assert_eq!(cur.cache_read_tokens, 1024);
@@ -289,4 +288,49 @@ fn bad_input_is_refused_with_a_clear_error() {
     let bad =
         json!({"resourceSpans": [{"scopeSpans": [{"spans": [{"kind": "SPAN_KIND_CLIENT"}]}]}]});
     assert!(decode_traces(bad.to_string().as_bytes(), OtlpFormat::Json).is_err());
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn decode_and_map(bytes: &[u8]) {
+        let c = ctx();
+        for format in [OtlpFormat::Protobuf, OtlpFormat::Json] {
+            if let Ok(req) = decode_traces(bytes, format) {
+                let _ = map_traces(&req, &c);
+            }
+            if let Ok(req) = decode_logs(bytes, format) {
+                let _ = map_logs(&req, &c);
+            }
+        }
+        let _ = otlp::decode_content_encoding(bytes, Some("gzip"), 1 << 16);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+            decode_and_map(&bytes);
+        }
+
+        #[test]
+        fn mutated_captures_never_panic(
+            which in 0usize..9,
+            json in any::<bool>(),
+            cut in any::<prop::sample::Index>(),
+            flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+        ) {
+            let names: Vec<&str> = TRACES.iter().chain(LOGS.iter()).copied().collect();
+            let mut bytes = fixture(&format!("{}.{}", names[which], if json { "json" } else { "pb" }));
+            for (at, b) in flips {
+                let i = at.index(bytes.len());
+                bytes[i] = b;
+            }
+            let n = cut.index(bytes.len() + 1);
+            bytes.truncate(n);
+            decode_and_map(&bytes);
+        }
+    }
 }
