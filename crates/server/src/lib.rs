@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod keys;
+pub mod otlp;
 
 use std::sync::Arc;
 
@@ -63,6 +64,7 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
         gateway: Some(gateway.clone()),
         limits: cfg.ingest,
         max_body_bytes: cfg.server.max_body_bytes,
+        otlp: otlp::OtlpState::new(&cfg.otlp),
     });
     let listener = TcpListener::bind(cfg.server.listen)
         .await
