@@ -118,3 +118,38 @@ def test_openllmetry_event_logs_are_joined_into_the_record(loupe_factory, provid
 def _fixture_path(name):
     import os
     return os.path.join(os.path.dirname(__file__), "..", "..", "testdata", "providers", name)
+
+
+def test_otlp_grpc_exporter(loupe_factory, provider):
+    """The same OpenLLMetry spans through the OTLP/gRPC exporter (gzip on)."""
+    import re
+
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
+    from grpc import Compression
+
+    loupe = loupe_factory(env={"LOUPE__OTLP__GRPC_LISTEN": "127.0.0.1:0"})
+    # The gRPC address is announced on stderr before the HTTP one.
+    addr = None
+    for line in loupe.lines_seen:
+        m = re.search(r"loupe OTLP/gRPC listening on (127\.0\.0\.1:\d+)", line)
+        if m:
+            addr = m.group(1)
+    assert addr, "no gRPC address announced"
+    exporter = GrpcSpanExporter(endpoint=addr, insecure=True, compression=Compression.Gzip,
+                                headers=(("authorization", "Bearer unused-without-keys"),))
+    tp = TracerProvider(resource=Resource.create({"service.name": "otlp-grpc-e2e"}))
+    tp.add_span_processor(BatchSpanProcessor(exporter))
+    inst = OpenAIInstrumentor()
+    inst.instrument(tracer_provider=tp)
+    try:
+        answer = chat(provider)
+    finally:
+        inst.uninstrument()
+    assert answer
+    assert tp.force_flush(30_000)
+    tp.shutdown()
+    # force_flush returned after Loupe answered, and Loupe answers once the records are durable.
+    rows = hql(loupe, "requests | project model, prompt_tokens, cost_usd, properties")
+    assert len(rows) == 1, rows
+    assert rows[0]["model"] == "gpt-4o-mini" and rows[0]["prompt_tokens"] > 0
+    assert float(rows[0]["cost_usd"]) > 0

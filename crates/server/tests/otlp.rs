@@ -247,3 +247,62 @@ async fn bad_input_gets_a_clear_4xx_and_stores_nothing() {
     );
     l.sigterm_and_wait();
 }
+
+#[tokio::test]
+async fn grpc_export_stores_the_same_records() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let l = Loupe::start(
+        dir.path(),
+        &[],
+        &[("LOUPE__OTLP__GRPC_LISTEN", "127.0.0.1:0")],
+    );
+    const PREFIX: &str = "loupe OTLP/gRPC listening on ";
+    // Printed before the HTTP address line, which Loupe::start waited for.
+    let text = l.proc.stderr_text();
+    let line = text
+        .lines()
+        .find(|s| s.starts_with(PREFIX))
+        .unwrap_or_else(|| panic!("no gRPC address line in:\n{text}"));
+    let addr = line[PREFIX.len()..].trim().to_string();
+    let mut c = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect");
+    let req =
+        ExportTraceServiceRequest::decode(fixture("otel_openai_v2_chat_traces.pb").as_slice())
+            .expect("fixture");
+    for _ in 0..2 {
+        let mut r = tonic::Request::new(req.clone());
+        r.metadata_mut()
+            .insert("authorization", "Bearer unused".parse().expect("metadata"));
+        let resp = c.export(r).await.expect("export").into_inner();
+        assert_eq!(resp.partial_success, None);
+    }
+    // A workflow span: partial success over gRPC too.
+    let mut wf = req.clone();
+    for rs in &mut wf.resource_spans {
+        for ss in &mut rs.scope_spans {
+            for sp in &mut ss.spans {
+                sp.attributes.clear();
+            }
+        }
+    }
+    let resp = c.export(wf).await.expect("export").into_inner();
+    assert_eq!(resp.partial_success.map(|p| p.rejected_spans), Some(1));
+    // Bad ids: INVALID_ARGUMENT.
+    let mut bad = req.clone();
+    bad.resource_spans[0].scope_spans[0].spans[0].trace_id = vec![1, 2, 3];
+    let err = c.export(bad).await.expect_err("bad ids");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("traceId"), "{}", err.message());
+
+    let v = hql(
+        &l,
+        "requests | project model, prompt_tokens, completion_tokens",
+    )
+    .await;
+    assert_eq!(v["rows"], json!([["gpt-4o-mini", 1250, 42]]), "{v}");
+    l.sigterm_and_wait();
+}
