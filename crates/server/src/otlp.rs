@@ -338,7 +338,7 @@ impl TraceService for Grpc {
             .await
             .map_err(grpc_status)?;
         Ok(tonic::Response::new(ExportTraceServiceResponse {
-            partial_success: (o.rejected > 0).then(|| ExportTracePartialSuccess {
+            partial_success: (o.rejected > 0).then_some(ExportTracePartialSuccess {
                 rejected_spans: o.rejected as i64,
                 error_message: o.message,
             }),
@@ -357,7 +357,7 @@ impl LogsService for Grpc {
             .await
             .map_err(grpc_status)?;
         Ok(tonic::Response::new(ExportLogsServiceResponse {
-            partial_success: (o.rejected > 0).then(|| ExportLogsPartialSuccess {
+            partial_success: (o.rejected > 0).then_some(ExportLogsPartialSuccess {
                 rejected_log_records: o.rejected as i64,
                 error_message: o.message,
             }),
