@@ -505,7 +505,9 @@ fn span_record(
     rec.span_id = Some(span_id);
     rec.request_body = request_body;
     rec.response_body = response_body;
-    Ok(Some(finish_record(rec, ctx)))
+    let mut rec = finish_record(rec, ctx);
+    rec.source = loupe_model::Source::Otlp;
+    Ok(Some(rec))
 }
 
 fn check_key(key: &str, attr: &str, limits: crate::IngestLimits) -> Result<(), String> {
