@@ -306,3 +306,74 @@ async fn grpc_export_stores_the_same_records() {
     assert_eq!(v["rows"], json!([["gpt-4o-mini", 1250, 42]]), "{v}");
     l.sigterm_and_wait();
 }
+
+#[tokio::test]
+async fn api_keys_are_required_once_they_exist() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path().to_str().expect("utf8 path");
+    let (st, key, _) =
+        common::run_loupe(&["keys", "create", "--org", "acme", "--data-dir", d], &[]);
+    assert!(st.success());
+    let key = key.trim().to_string();
+    let l = Loupe::start(
+        dir.path(),
+        &[],
+        &[("LOUPE__OTLP__GRPC_LISTEN", "127.0.0.1:0")],
+    );
+    let pb = fixture("openllmetry_chat_traces.pb");
+
+    let (s, h, body) = post(&l, "/v1/traces", PB, false, pb.clone()).await;
+    assert_eq!(s, 401, "a wrong key");
+    assert_eq!(
+        h["content-type"], PB,
+        "errors answer in the request's encoding"
+    );
+    assert!(String::from_utf8_lossy(&body).contains("invalid API key"));
+    let r = client()
+        .post(l.url("/v1/traces"))
+        .header("content-type", PB)
+        .header("authorization", format!("Bearer {key}"))
+        .body(pb.clone())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+
+    let text = l.proc.stderr_text();
+    const PREFIX: &str = "loupe OTLP/gRPC listening on ";
+    let addr = text
+        .lines()
+        .find_map(|s| s.strip_prefix(PREFIX))
+        .expect("gRPC address")
+        .trim()
+        .to_string();
+    let mut c = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect");
+    let req = ExportTraceServiceRequest::decode(pb.as_slice()).expect("fixture");
+    let err = c.export(req.clone()).await.expect_err("no key");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    let mut r = tonic::Request::new(req);
+    r.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {key}").parse().expect("metadata"),
+    );
+    c.export(r).await.expect("with the key");
+    drop(c);
+
+    let v: Value = client()
+        .post(l.url("/v1/hql"))
+        .bearer_auth(&key)
+        .json(&json!({"query": "requests | summarize n = count()"}))
+        .send()
+        .await
+        .expect("hql")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(v["rows"][0][0], 1, "stored once, under the key's org: {v}");
+    l.sigterm_and_wait();
+}
