@@ -28,6 +28,7 @@ class Loupe:
         threading.Thread(target=self._drain, args=(lines,), daemon=True).start()
         deadline = time.monotonic() + 60
         self.base = None
+        self.lines_seen = []  # stderr up to the address line (e.g. the OTLP/gRPC address)
         while time.monotonic() < deadline:
             try:
                 line = lines.get(timeout=1)
@@ -35,6 +36,7 @@ class Loupe:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"loupe exited with {self.proc.returncode}")
                 continue
+            self.lines_seen.append(line)
             m = re.search(r"loupe listening on (http://127\.0\.0\.1:\d+)", line)
             if m:
                 self.base = m.group(1)

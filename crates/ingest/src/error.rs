@@ -31,6 +31,8 @@ pub(crate) enum Scope {
     Batch,
     /// One Helicone async-log body.
     HeliconeLog,
+    /// One OTLP export request.
+    Otlp,
 }
 
 /// The input was refused; nothing of it may be stored.
@@ -96,6 +98,9 @@ impl fmt::Display for IngestError {
             Scope::HeliconeLog => {
                 f.write_str(". The log was not stored; fix the body and resend it.")
             }
+            Scope::Otlp => f.write_str(
+                ". Nothing from this export request was stored; fix the exporter's output (see docs/otlp.md).",
+            ),
         }
     }
 }

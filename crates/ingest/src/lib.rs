@@ -1,7 +1,8 @@
 //! Turns ingestion request bodies into validated [`RequestRecord`]s: the native batch format of
 //! `POST /v1/ingest` ([`parse_native`]: NDJSON, a JSON array or one object) and Helicone's
 //! async-log body of `POST /custom/v1/log`, `/oai/v1/log`, `/anthropic/v1/log` and
-//! `/googleapis/v1/log` ([`parse_helicone_log`]). It owns validation, defaults, the mapping of
+//! `/googleapis/v1/log` ([`parse_helicone_log`]), and OpenTelemetry OTLP traces and logs
+//! ([`otlp`]: `POST /v1/traces`, `POST /v1/logs`, OTLP/gRPC). It owns validation, defaults, the mapping of
 //! Helicone `meta` headers, cost computation through the [`PriceTable`], and the error list
 //! returned to the sender ([`IngestError`]); it does not do I/O: the server authenticates,
 //! enforces the whole-body size limit, and writes the records to an `EventSink`.
@@ -14,6 +15,7 @@ mod error;
 mod helicone;
 mod json;
 mod native;
+pub mod otlp;
 
 use std::sync::Arc;
 

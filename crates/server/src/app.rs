@@ -25,6 +25,8 @@ pub struct AppState {
     pub gateway: Option<Arc<loupe_gateway::Gateway>>,
     pub limits: IngestLimits,
     pub max_body_bytes: usize,
+    /// OTLP receiver state (event logs waiting for their span).
+    pub otlp: crate::otlp::OtlpState,
 }
 
 pub type Shared = Arc<AppState>;
@@ -43,6 +45,10 @@ pub fn router(state: Shared) -> Router {
             post(move |s: State<Shared>, h: HeaderMap, b: Body| helicone_log(s, h, b, route)),
         );
     }
+    // OpenTelemetry OTLP/HTTP receiver (docs/otlp.md).
+    r = r
+        .route("/v1/traces", post(crate::otlp::traces))
+        .route("/v1/logs", post(crate::otlp::logs));
     // Helicone's Jawn also accepts the custom body here.
     r = r.route(
         "/v1/trace/custom/log",
@@ -99,7 +105,7 @@ async fn metrics(State(st): State<Shared>) -> impl IntoResponse {
 
 /// Resolves the caller's org. With no keys configured everything belongs to `default`.
 /// Accepts `Authorization: Bearer <key>` and Helicone's `Helicone-Auth` (alias `Loupe-Auth`).
-fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+pub(crate) fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
     if !st.keys.enabled() {
         return Ok("default".to_string());
     }
@@ -140,7 +146,7 @@ async fn read_body(st: &AppState, body: Body) -> Result<Bytes, ApiError> {
     })
 }
 
-fn context(st: &AppState, org: String) -> IngestContext {
+pub(crate) fn context(st: &AppState, org: String) -> IngestContext {
     let mut ctx = IngestContext::new(org, st.prices.clone());
     ctx.limits = st.limits;
     ctx

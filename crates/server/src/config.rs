@@ -21,6 +21,7 @@ pub struct Config {
     pub query: QueryConfig,
     pub gateway: loupe_gateway::GatewayConfig,
     pub providers: loupe_gateway::ProvidersConfig,
+    pub otlp: crate::otlp::OtlpConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod keys;
+pub mod otlp;
 
 use std::sync::Arc;
 
@@ -46,6 +47,7 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot open storage: {e}"))?;
     let query = loupe_query::QueryEngine::new(storage.clone(), cfg.query.limits());
+    let keys_enabled = keys.enabled();
     let keys = Arc::new(keys);
     let gateway = loupe_gateway::Gateway::new(
         cfg.gateway.clone(),
@@ -63,7 +65,9 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
         gateway: Some(gateway.clone()),
         limits: cfg.ingest,
         max_body_bytes: cfg.server.max_body_bytes,
+        otlp: otlp::OtlpState::new(&cfg.otlp),
     });
+    let grpc_listener = bind_grpc(&cfg, keys_enabled).await?;
     let listener = TcpListener::bind(cfg.server.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.server.listen))?;
@@ -75,14 +79,68 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, app::router(state))
-        .with_graceful_shutdown(shutdown_signal())
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let grpc = grpc_listener.map(|l| {
+        let mut rx = stop_rx.clone();
+        let stop = async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        tokio::spawn(otlp::serve_grpc(state.clone(), l, stop))
+    });
+    let served = axum::serve(listener, app::router(state))
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        })
         .await
-        .map_err(|e| format!("server error: {e}"))?;
+        .map_err(|e| format!("server error: {e}"));
+    drop(stop_rx);
+    if let Some(mut g) = grpc {
+        // The HTTP server stopped (signal or error), so has gRPC's graceful shutdown begun: give
+        // in-flight exports a few seconds, then close idle exporter connections (they reconnect).
+        match tokio::time::timeout(std::time::Duration::from_secs(5), &mut g).await {
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "OTLP/gRPC server"),
+            Ok(_) => {}
+            Err(_) => g.abort(),
+        }
+    }
+    served?;
     tracing::info!("shutting down: flushing acknowledged records");
     gateway.shutdown().await;
     storage.shutdown().await;
     Ok(())
+}
+
+/// Binds the OTLP/gRPC listener (`otlp.grpc_listen`; `""` = off). See [`otlp::OtlpConfig`].
+async fn bind_grpc(cfg: &Config, keys_enabled: bool) -> Result<Option<TcpListener>, String> {
+    let raw = cfg.otlp.grpc_listen.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let addr: std::net::SocketAddr = raw.parse().map_err(|e| {
+        format!("otlp.grpc_listen {raw:?} is not an address such as 127.0.0.1:4317: {e}")
+    })?;
+    if !addr.ip().is_loopback() && !keys_enabled {
+        return Err(format!(
+            "refusing to serve OTLP/gRPC on {addr} without API keys; create a key first or listen on 127.0.0.1"
+        ));
+    }
+    match TcpListener::bind(addr).await {
+        Ok(l) => {
+            let local = l.local_addr().map_err(|e| e.to_string())?;
+            // Tests read this line to find the port when listening on :0.
+            eprintln!("loupe OTLP/gRPC listening on {local}");
+            Ok(Some(l))
+        }
+        Err(e) if raw == otlp::DEFAULT_GRPC_LISTEN => {
+            tracing::warn!(
+                error = %e,
+                "OTLP/gRPC is off: cannot listen on the default {raw} (set otlp.grpc_listen to another address, or \"\" to silence this)"
+            );
+            Ok(None)
+        }
+        Err(e) => Err(format!("cannot listen on {addr} (otlp.grpc_listen): {e}")),
+    }
 }
 
 async fn shutdown_signal() {
