@@ -50,6 +50,8 @@ pub fn router(state: Shared) -> Router {
             helicone_log(s, h, b, HeliconeRoute::Custom)
         }),
     );
+    // Dashboard: analytics API, saved queries, API keys, and the web UI at `/` (analytics.rs).
+    let r = r.merge(crate::analytics::routes());
     let gateway = state.gateway.clone();
     let r = r.fallback(not_found).with_state(state);
     match gateway {
@@ -99,7 +101,7 @@ async fn metrics(State(st): State<Shared>) -> impl IntoResponse {
 
 /// Resolves the caller's org. With no keys configured everything belongs to `default`.
 /// Accepts `Authorization: Bearer <key>` and Helicone's `Helicone-Auth` (alias `Loupe-Auth`).
-fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+pub(crate) fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
     if !st.keys.enabled() {
         return Ok("default".to_string());
     }

@@ -137,6 +137,11 @@ impl KeyStore {
         Ok(())
     }
 
+    /// The key file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// True when at least one key exists: then every request must present one.
     pub fn enabled(&self) -> bool {
         let _ = self.reload_if_changed();
