@@ -61,6 +61,7 @@ await step("02-overview", async () => {
 });
 
 await step("03-filter-by-property", async () => {
+  await page.focus("[data-testid=prop-key]");
   await page.locator("[data-testid=prop-key] option[value=feature]").waitFor({ state: "attached", timeout: 30000 });
   await page.selectOption("[data-testid=prop-key]", "feature");
   await page.locator("[data-testid=prop-value] option[value=chat]").waitFor({ state: "attached", timeout: 30000 });

@@ -101,7 +101,14 @@ export function renderFilterBar(el, page, filter) {
     modelOptions = { key: filter.range + filter.from, list };
     fillModels(list);
   }).catch(() => {});
-  analytics("properties", filter, { limit: 50 }).then((r) => {
-    for (const k of r.keys) keySel.append(h("option", { value: k.key }, k.key));
-  }).catch(() => {});
+  // Property keys scan the properties map: load them when the picker is first used.
+  let keysLoaded = null;
+  const loadKeys = () => {
+    keysLoaded = keysLoaded || analytics("properties", filter, { limit: 50 }).then((r) => {
+      for (const k of r.keys) keySel.append(h("option", { value: k.key }, k.key));
+    }).catch(() => {});
+    return keysLoaded;
+  };
+  keySel.addEventListener("focus", loadKeys);
+  keySel.addEventListener("mousedown", loadKeys);
 }
