@@ -114,6 +114,13 @@ impl Filter {
             format!("created_at >= {}", hql_datetime(self.from)),
             format!("created_at < {}", hql_datetime(self.to)),
         ];
+        p.extend(self.conditions());
+        p.join(" and ")
+    }
+
+    /// The conditions besides the time range.
+    fn conditions(&self) -> Vec<String> {
+        let mut p = Vec::new();
         if !self.models.is_empty() {
             p.push(format!("model in ({})", list(&self.models)));
         }
@@ -138,7 +145,7 @@ impl Filter {
         if let Some(s) = &self.session {
             p.push(format!("session_id == {}", hql_string(s)));
         }
-        p.join(" and ")
+        p
     }
 
     fn query(&self, extra: &str, rest: &str) -> String {
@@ -221,48 +228,238 @@ const TOTALS: &str = "requests = count(), errors = countif(status >= 400), cost_
     cache_read_tokens = sum(cache_read_tokens), total_tokens = sum(total_tokens), \
     cache_hits = countif(cache_hit)";
 
-/// Summary cards: volume, errors, cost, tokens, latency and TTFT percentiles, cache.
-pub async fn summary(engine: &QueryEngine, org: &str, f: &Filter) -> Result<Value, QueryError> {
-    let cols = columns(engine).await?;
-    let totals_q = f.query("", &format!("| summarize {TOTALS}"));
-    let saved = if cols.iter().any(|c| c == COST_SAVED) {
-        format!(", cost_saved_usd = sum({COST_SAVED})")
-    } else {
-        String::new()
-    };
-    let lat_q = f.query(
-        "",
-        &format!(
-            "| summarize latency_p50_ms = p50(latency_ms), latency_p95_ms = p95(latency_ms), \
-             latency_p99_ms = p99(latency_ms), avg_latency_ms = avg(latency_ms), \
-             ttft_p50_ms = p50(ttft_ms), ttft_p95_ms = p95(ttft_ms), \
-             avg_miss_cost_usd = avgif(cost_usd, not cache_hit){saved}"
-        ),
-    );
-    let (totals, lat) = futures::try_join!(
-        rows(engine, org, &totals_q, f.to),
-        rows(engine, org, &lat_q, f.to)
-    )?;
-    let mut out = totals.into_iter().next().unwrap_or_default();
-    let lat = lat.into_iter().next().unwrap_or_default();
-    let requests = num(out.get("requests"));
-    let errors = num(out.get("errors"));
-    let cost = num(out.get("cost_usd"));
-    let hits = num(out.get("cache_hits"));
-    out.insert("error_rate".into(), ratio(errors, requests));
-    out.insert("avg_cost_usd".into(), ratio(cost, requests));
-    out.insert("cache_hit_rate".into(), ratio(hits, requests));
-    let (saved, estimated) = match lat.get(COST_SAVED) {
-        Some(v) => (json!(num(Some(v))), false),
-        None => (json!(hits * num(lat.get("avg_miss_cost_usd"))), true),
-    };
-    for (k, v) in lat {
-        if k != COST_SAVED {
-            out.insert(k, v);
+/// Whether an endpoint computes latency percentiles (raw rows) besides its roll-up numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Percentiles {
+    /// Both (the default).
+    #[default]
+    Include,
+    /// Only the roll-up numbers: the fast first paint of a dashboard.
+    Exclude,
+    /// Only the percentiles.
+    Only,
+}
+
+impl std::str::FromStr for Percentiles {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "true" => Ok(Percentiles::Include),
+            "false" => Ok(Percentiles::Exclude),
+            "only" => Ok(Percentiles::Only),
+            _ => Err(format!(
+                "percentiles must be true, false or only (found {s:?})"
+            )),
         }
     }
-    out.insert("cost_saved_usd".into(), saved);
-    out.insert("cost_saved_estimated".into(), json!(estimated));
+}
+
+/// Log-scale histogram buckets per decade: a bucket is 1.16 % wide, so a percentile read from
+/// the histogram (bucket midpoint) is within 0.6 % of the exact value.
+const HIST_PER_DECADE: f64 = 200.0;
+
+fn hist_bucket(column: &str) -> String {
+    format!("toint(log10({column} + 1) * {HIST_PER_DECADE})")
+}
+
+fn hist_value(bucket: i64) -> f64 {
+    10f64.powf((bucket as f64 + 0.5) / HIST_PER_DECADE) - 1.0
+}
+
+/// A histogram of one column: bucket → (rows, sum of the column).
+#[derive(Debug, Default, Clone)]
+struct Hist(BTreeMap<i64, (i64, f64)>);
+
+impl Hist {
+    fn add(&mut self, bucket: i64, n: i64, sum: f64) {
+        let e = self.0.entry(bucket).or_default();
+        e.0 += n;
+        e.1 += sum;
+    }
+
+    fn count(&self) -> i64 {
+        self.0.values().map(|v| v.0).sum()
+    }
+
+    /// The `q` quantile (0..1), as the midpoint of the bucket holding that rank.
+    fn quantile(&self, q: f64) -> Value {
+        let total = self.count();
+        if total == 0 {
+            return Value::Null;
+        }
+        let rank = ((q * total as f64).ceil() as i64).clamp(1, total);
+        let mut seen = 0;
+        for (b, (n, _)) in &self.0 {
+            seen += n;
+            if seen >= rank {
+                return json!((hist_value(*b) * 100.0).round() / 100.0);
+            }
+        }
+        Value::Null
+    }
+
+    fn mean(&self) -> Value {
+        let n = self.count();
+        let s: f64 = self.0.values().map(|v| v.1).sum();
+        ratio(s, n as f64)
+    }
+}
+
+/// The time range split so that raw scans read as little as possible: whole UTC days are
+/// selected by the `day` partition column alone (no per-row time filter), the partial days at
+/// the edges by `created_at`.
+fn raw_slices(f: &Filter) -> Vec<String> {
+    const DAY: i64 = 24 * HOUR;
+    let first_day = f.from.div_euclid(DAY) * DAY + if f.from % DAY == 0 { 0 } else { DAY };
+    let last_day = f.to.div_euclid(DAY) * DAY;
+    let mut filters = Vec::new();
+    let time = format!(
+        "created_at >= {} and created_at < {}",
+        hql_datetime(f.from),
+        hql_datetime(f.to)
+    );
+    let rest = f.conditions().join(" and ");
+    let with = |p: String| {
+        if rest.is_empty() {
+            p
+        } else {
+            format!("{p} and {rest}")
+        }
+    };
+    if first_day >= last_day {
+        filters.push(with(time));
+        return filters;
+    }
+    if f.from < first_day {
+        filters.push(with(format!(
+            "created_at >= {} and created_at < {}",
+            hql_datetime(f.from),
+            hql_datetime(first_day)
+        )));
+    }
+    filters.push(with(format!(
+        "day >= {} and day < {}",
+        hql_datetime(first_day),
+        hql_datetime(last_day)
+    )));
+    if last_day < f.to {
+        filters.push(with(format!(
+            "created_at >= {} and created_at < {}",
+            hql_datetime(last_day),
+            hql_datetime(f.to)
+        )));
+    }
+    filters
+}
+
+/// Histograms of `column` over the filter's rows, per time bucket (`bucket_secs`) or overall
+/// (key 0), computed over the raw slices in parallel and merged.
+async fn histograms(
+    engine: &QueryEngine,
+    org: &str,
+    f: &Filter,
+    column: &str,
+    bucket_secs: Option<i64>,
+) -> Result<BTreeMap<i64, Hist>, QueryError> {
+    let by_t = bucket_secs
+        .map(|b| format!("t = bin(created_at, {b}s), "))
+        .unwrap_or_default();
+    let queries: Vec<String> = raw_slices(f)
+        .into_iter()
+        .map(|p| {
+            format!(
+                "requests\n| where {p} and {column} is not null\n\
+                 | summarize n = count(), s = sum({column}) by {by_t}b = {}",
+                hist_bucket(column)
+            )
+        })
+        .collect();
+    let results =
+        futures::future::try_join_all(queries.iter().map(|q| rows(engine, org, q, f.to))).await?;
+    let mut out: BTreeMap<i64, Hist> = BTreeMap::new();
+    for r in results.into_iter().flatten() {
+        let t = if bucket_secs.is_some() {
+            match micros_of(r.get("t")) {
+                Some(t) => t,
+                None => continue,
+            }
+        } else {
+            0
+        };
+        if let Some(b) = r.get("b").and_then(Value::as_i64) {
+            out.entry(t)
+                .or_default()
+                .add(b, int(r.get("n")), num(r.get("s")));
+        }
+    }
+    Ok(out)
+}
+
+/// Summary cards: volume, errors, cost, tokens, cache (from the roll-up), and latency and TTFT
+/// percentiles (from raw rows, unless `pct` says otherwise).
+pub async fn summary(
+    engine: &QueryEngine,
+    org: &str,
+    f: &Filter,
+    pct: Percentiles,
+) -> Result<Value, QueryError> {
+    let mut out = Map::new();
+    if pct != Percentiles::Only {
+        let cols = columns(engine).await?;
+        let saved = if cols.iter().any(|c| c == COST_SAVED) {
+            format!(", cost_saved_usd = sum({COST_SAVED})")
+        } else {
+            String::new()
+        };
+        let totals_q = f.query("", &format!("| summarize {TOTALS}{saved}"));
+        let miss_q = f.query(
+            "",
+            "| summarize n = count(), cost_usd = sum(cost_usd) by cache_hit",
+        );
+        let (totals, misses) = futures::try_join!(
+            rows(engine, org, &totals_q, f.to),
+            rows(engine, org, &miss_q, f.to)
+        )?;
+        out = totals.into_iter().next().unwrap_or_default();
+        let requests = num(out.get("requests"));
+        let errors = num(out.get("errors"));
+        let cost = num(out.get("cost_usd"));
+        let hits = num(out.get("cache_hits"));
+        out.insert("error_rate".into(), ratio(errors, requests));
+        out.insert("avg_cost_usd".into(), ratio(cost, requests));
+        out.insert("cache_hit_rate".into(), ratio(hits, requests));
+        let miss = misses
+            .iter()
+            .find(|r| r.get("cache_hit") == Some(&json!(false)));
+        let avg_miss = miss
+            .map(|m| ratio(num(m.get("cost_usd")), num(m.get("n"))))
+            .unwrap_or(Value::Null);
+        let estimated = !out.contains_key(COST_SAVED);
+        if estimated {
+            out.insert(
+                COST_SAVED.into(),
+                json!(hits * avg_miss.as_f64().unwrap_or(0.0)),
+            );
+        }
+        out.insert("avg_miss_cost_usd".into(), avg_miss);
+        out.insert("cost_saved_estimated".into(), json!(estimated));
+    }
+    if pct != Percentiles::Exclude {
+        let (lat, ttft) = futures::try_join!(
+            histograms(engine, org, f, "latency_ms", None),
+            histograms(engine, org, f, "ttft_ms", None)
+        )?;
+        let (lat, ttft) = (
+            lat.get(&0).cloned().unwrap_or_default(),
+            ttft.get(&0).cloned().unwrap_or_default(),
+        );
+        out.insert("latency_p50_ms".into(), lat.quantile(0.50));
+        out.insert("latency_p95_ms".into(), lat.quantile(0.95));
+        out.insert("latency_p99_ms".into(), lat.quantile(0.99));
+        out.insert("avg_latency_ms".into(), lat.mean());
+        out.insert("ttft_p50_ms".into(), ttft.quantile(0.50));
+        out.insert("ttft_p95_ms".into(), ttft.quantile(0.95));
+    }
     out.insert("from".into(), json!(rfc3339(f.from)));
     out.insert("to".into(), json!(rfc3339(f.to)));
     Ok(Value::Object(out))
@@ -289,68 +486,72 @@ fn ceil_div(a: i64, b: i64) -> i64 {
     (a + b - 1) / b
 }
 
-/// Requests, errors, cost, tokens and latency percentiles per bucket; empty buckets are zeros.
+/// Requests, errors, cost, tokens (roll-up) and latency percentiles (raw rows) per bucket;
+/// empty buckets are zeros (percentiles null).
 pub async fn timeseries(
     engine: &QueryEngine,
     org: &str,
     f: &Filter,
     bucket_secs: Option<i64>,
+    pct: Percentiles,
 ) -> Result<Value, QueryError> {
     let bucket = bucket_secs.unwrap_or_else(|| auto_bucket(f.from, f.to));
-    let b = bucket * MICROS_PER_SEC;
-    let points = ceil_div((f.to - f.from).max(0), b.max(1)) + 1;
+    let b = bucket.max(1) * MICROS_PER_SEC;
+    let points = ceil_div((f.to - f.from).max(0), b) + 1;
     if bucket <= 0 || points > 5_000 {
         return Err(QueryError::InvalidInput(format!(
             "bucket={bucket}s gives {points} points over the range: use a bucket of at least {}s",
             (f.to - f.from) / MICROS_PER_SEC / 5_000 + 1
         )));
     }
-    let by = format!("by t = bin(created_at, {bucket}s)");
     let counts_q = f.query(
         "",
         &format!(
             "| summarize requests = count(), errors = countif(status >= 400), cost_usd = sum(cost_usd), \
-             total_tokens = sum(total_tokens) {by}"
+             total_tokens = sum(total_tokens) by t = bin(created_at, {bucket}s)"
         ),
     );
-    let lat_q = f.query(
-        "",
-        &format!(
-            "| summarize latency_p50_ms = p50(latency_ms), latency_p95_ms = p95(latency_ms), \
-             latency_p99_ms = p99(latency_ms) {by}"
-        ),
-    );
-    let (counts, lat) = futures::try_join!(
-        rows(engine, org, &counts_q, f.to),
-        rows(engine, org, &lat_q, f.to)
-    )?;
-    let key = |r: &Row| {
-        r.get("t")
-            .and_then(Value::as_str)
-            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-            .map(|t| t.timestamp_micros())
+    let counts = async {
+        if pct == Percentiles::Only {
+            Ok(Vec::new())
+        } else {
+            rows(engine, org, &counts_q, f.to).await
+        }
     };
+    let lat = async {
+        if pct == Percentiles::Exclude {
+            Ok(BTreeMap::new())
+        } else {
+            histograms(engine, org, f, "latency_ms", Some(bucket)).await
+        }
+    };
+    let (counts, lat) = futures::try_join!(counts, lat)?;
     let mut by_t: BTreeMap<i64, Row> = BTreeMap::new();
-    for r in counts.into_iter().chain(lat) {
-        if let Some(t) = key(&r) {
-            by_t.entry(t).or_default().extend(r);
+    for r in counts {
+        if let Some(t) = micros_of(r.get("t")) {
+            by_t.insert(t, r);
         }
     }
     let first = f.from.div_euclid(b) * b;
     let mut out = Vec::new();
     let mut t = first;
     while t < f.to {
-        let r = by_t.remove(&t).unwrap_or_default();
-        out.push(json!({
-            "t": rfc3339(t),
-            "requests": int(r.get("requests")),
-            "errors": int(r.get("errors")),
-            "cost_usd": num(r.get("cost_usd")),
-            "total_tokens": int(r.get("total_tokens")),
-            "latency_p50_ms": r.get("latency_p50_ms").cloned().unwrap_or(Value::Null),
-            "latency_p95_ms": r.get("latency_p95_ms").cloned().unwrap_or(Value::Null),
-            "latency_p99_ms": r.get("latency_p99_ms").cloned().unwrap_or(Value::Null),
-        }));
+        let mut p = Map::new();
+        p.insert("t".into(), json!(rfc3339(t)));
+        if pct != Percentiles::Only {
+            let r = by_t.remove(&t).unwrap_or_default();
+            p.insert("requests".into(), json!(int(r.get("requests"))));
+            p.insert("errors".into(), json!(int(r.get("errors"))));
+            p.insert("cost_usd".into(), json!(num(r.get("cost_usd"))));
+            p.insert("total_tokens".into(), json!(int(r.get("total_tokens"))));
+        }
+        if pct != Percentiles::Exclude {
+            let h = lat.get(&t).cloned().unwrap_or_default();
+            p.insert("latency_p50_ms".into(), h.quantile(0.50));
+            p.insert("latency_p95_ms".into(), h.quantile(0.95));
+            p.insert("latency_p99_ms".into(), h.quantile(0.99));
+        }
+        out.push(Value::Object(p));
         t += b;
     }
     Ok(json!({ "bucket_secs": bucket, "points": out }))
@@ -448,25 +649,50 @@ pub async fn breakdown(
     top: usize,
 ) -> Result<Value, QueryError> {
     let m = metric.column();
+    // Roll-up dimensions have few values: one query for all groups, the top cut here. Others
+    // (users, properties) may have millions: the top N and the totals as two queries.
+    let few = matches!(dim, Dimension::Model | Dimension::Provider | Dimension::Status);
+    let take = if few {
+        String::new()
+    } else {
+        format!("\n| take {top}")
+    };
     let q = f.query(
         "",
         &format!(
-            "| summarize {GROUP} by key = {}\n| sort by {m} desc, key asc nulls last\n| take {top}",
+            "| summarize {GROUP} by key = {}\n| sort by {m} desc, key asc nulls last{take}",
             dim.expr()
         ),
     );
-    let totals_q = f.query("", &format!("| summarize {GROUP}"));
-    let (groups, totals) = futures::try_join!(
-        rows(engine, org, &q, f.to),
-        rows(engine, org, &totals_q, f.to)
-    )?;
-    let totals = totals.into_iter().next().unwrap_or_default();
+    let (mut groups, totals) = if few {
+        let all = rows(engine, org, &q, f.to).await?;
+        let mut totals = Map::new();
+        for c in ["requests", "errors", "total_tokens"] {
+            totals.insert(
+                c.into(),
+                json!(all.iter().map(|g| int(g.get(c))).sum::<i64>()),
+            );
+        }
+        let cost: f64 = all.iter().map(|g| num(g.get("cost_usd"))).sum();
+        totals.insert("cost_usd".into(), json!((cost * 1e9).round() / 1e9));
+        (all, totals)
+    } else {
+        let totals_q = f.query("", &format!("| summarize {GROUP}"));
+        let (groups, totals) = futures::try_join!(
+            rows(engine, org, &q, f.to),
+            rows(engine, org, &totals_q, f.to)
+        )?;
+        (groups, totals.into_iter().next().unwrap_or_default())
+    };
+    groups.truncate(top);
     let mut other = Map::new();
-    for c in ["requests", "errors", "cost_usd", "total_tokens"] {
-        let rest = num(totals.get(c)) - groups.iter().map(|g| num(g.get(c))).sum::<f64>();
-        // Sums of decimals are exact; keep float noise out of the "other" bucket.
-        other.insert(c.into(), json!((rest * 1e9).round() / 1e9));
+    for c in ["requests", "errors", "total_tokens"] {
+        let rest = int(totals.get(c)) - groups.iter().map(|g| int(g.get(c))).sum::<i64>();
+        other.insert(c.into(), json!(rest));
     }
+    let rest = num(totals.get("cost_usd")) - groups.iter().map(|g| num(g.get("cost_usd"))).sum::<f64>();
+    // Sums of decimals are exact; keep float noise out of the "other" bucket.
+    other.insert("cost_usd".into(), json!((rest * 1e9).round() / 1e9));
     let groups: Vec<Value> = groups
         .into_iter()
         .map(|mut g| {
@@ -476,7 +702,7 @@ pub async fn breakdown(
             Value::Object(g)
         })
         .collect();
-    let other = (num(other.get("requests")) > 0.0).then_some(Value::Object(other));
+    let other = (int(other.get("requests")) > 0).then_some(Value::Object(other));
     Ok(json!({ "groups": groups, "other": other, "totals": totals }))
 }
 
@@ -968,6 +1194,41 @@ mod tests {
              and properties[\"Workflow Step\"] == \"x\""
         );
         loupe_hql_syntax::parse(&format!("requests | where {p}")).expect("parses");
+    }
+
+    #[test]
+    fn raw_scans_select_whole_days_by_partition() {
+        let day = 24 * HOUR;
+        let f = Filter {
+            from: 2 * day + HOUR,
+            to: 5 * day + 2 * HOUR,
+            models: vec!["m".into()],
+            ..Filter::default()
+        };
+        let s = raw_slices(&f);
+        assert_eq!(s.len(), 3, "{s:?}");
+        assert!(s[0].starts_with("created_at >= datetime(1970-01-03T01:00:00.000000Z) and created_at < datetime(1970-01-04T00:00:00.000000Z) and model in"));
+        assert!(s[1].starts_with("day >= datetime(1970-01-04T00:00:00.000000Z) and day < datetime(1970-01-06T00:00:00.000000Z) and model in"));
+        assert!(s[2].starts_with("created_at >= datetime(1970-01-06T00:00:00.000000Z) and created_at < datetime(1970-01-06T02:00:00.000000Z)"));
+        let whole = Filter { from: day, to: 3 * day, ..Filter::default() };
+        assert_eq!(raw_slices(&whole).len(), 1);
+        let short = Filter { from: HOUR, to: 2 * HOUR, ..Filter::default() };
+        assert_eq!(raw_slices(&short), vec![short.predicate()]);
+    }
+
+    #[test]
+    fn histogram_quantiles_are_within_a_bucket() {
+        let mut h = Hist::default();
+        for v in 1..=1000i64 {
+            let b = (((v + 1) as f64).log10() * HIST_PER_DECADE) as i64;
+            h.add(b, 1, v as f64);
+        }
+        for (q, exact) in [(0.5, 500.0), (0.95, 950.0), (0.99, 990.0)] {
+            let got = h.quantile(q).as_f64().expect("value");
+            assert!((got - exact).abs() / exact < 0.012, "q{q}: {got} vs {exact}");
+        }
+        assert_eq!(h.mean(), json!(500.5));
+        assert_eq!(Hist::default().quantile(0.5), Value::Null);
     }
 
     #[test]

@@ -108,7 +108,7 @@ impl Params {
         const MAX_RANGE: i64 = 400 * 86_400 * 1_000_000;
         let known = [
             "from", "to", "range", "model", "provider", "user", "status", "session", "by",
-            "metric", "top", "limit", "offset", "sort", "cursor", "bucket", "at",
+            "metric", "top", "limit", "offset", "sort", "cursor", "bucket", "at", "percentiles",
         ];
         for (k, _) in &self.0 {
             if !known.contains(&k.as_str()) && !k.starts_with("property.") {
@@ -190,8 +190,10 @@ async fn summary(
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let org = authenticate(&st, &headers)?;
-    let f = Params::parse(q).filter()?;
-    Ok(json(an::summary(&st.query, &org, &f).await?))
+    let p = Params::parse(q);
+    let f = p.filter()?;
+    let pct = p.parsed("percentiles")?.unwrap_or_default();
+    Ok(json(an::summary(&st.query, &org, &f, pct).await?))
 }
 
 async fn timeseries(
@@ -207,7 +209,8 @@ async fn timeseries(
         .filter(|v| !v.is_empty())
         .map(|b| duration_secs(b))
         .transpose()?;
-    Ok(json(an::timeseries(&st.query, &org, &f, bucket).await?))
+    let pct = p.parsed("percentiles")?.unwrap_or_default();
+    Ok(json(an::timeseries(&st.query, &org, &f, bucket, pct).await?))
 }
 
 fn duration_secs(s: &str) -> Result<i64, ApiError> {

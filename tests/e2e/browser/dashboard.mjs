@@ -57,6 +57,8 @@ await step("02-overview", async () => {
   await expectText(cardValue("card-requests"), fmt(cfg.expect.requests));
   await expectText(cardValue("card-errors"), fmt(cfg.expect.errors));
   await page.locator("[data-testid=by-model] tbody tr").first().waitFor({ timeout: 30000 });
+  await page.locator("[data-testid=by-user] tbody tr").first().waitFor({ timeout: 30000 });
+  await page.locator("[data-testid=card-latency] .value", { hasText: "ms" }).waitFor({ timeout: 30000 });
   await page.locator(".chart canvas").first().waitFor({ timeout: 30000 });
 });
 
