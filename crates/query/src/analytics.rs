@@ -43,9 +43,9 @@ impl std::str::FromStr for StatusClass {
         match s {
             "ok" => Ok(StatusClass::Ok),
             "error" => Ok(StatusClass::Error),
-            "1xx" | "2xx" | "3xx" | "4xx" | "5xx" => {
-                Ok(StatusClass::Hundred(i32::from(s.as_bytes()[0] - b'0') * 100))
-            }
+            "1xx" | "2xx" | "3xx" | "4xx" | "5xx" => Ok(StatusClass::Hundred(
+                i32::from(s.as_bytes()[0] - b'0') * 100,
+            )),
             _ => Err(format!(
                 "status must be one of ok, error, 1xx, 2xx, 3xx, 4xx, 5xx (found {s:?})"
             )),
@@ -140,7 +140,11 @@ impl Filter {
             None => {}
         }
         for (k, v) in &self.properties {
-            p.push(format!("properties[{}] == {}", hql_string(k), hql_string(v)));
+            p.push(format!(
+                "properties[{}] == {}",
+                hql_string(k),
+                hql_string(v)
+            ));
         }
         if let Some(s) = &self.session {
             p.push(format!("session_id == {}", hql_string(s)));
@@ -204,6 +208,62 @@ fn int(v: Option<&Value>) -> i64 {
 
 fn ratio(a: f64, b: f64) -> Value {
     if b > 0.0 { json!(a / b) } else { Value::Null }
+}
+
+/// Decimal text (as HQL formats `decimal(38,18)`) as an integer of 10^-18 units.
+fn dec_units(s: &str) -> Option<i128> {
+    let (neg, s) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s),
+    };
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if frac.len() > 18 {
+        return None;
+    }
+    let v = int
+        .parse::<i128>()
+        .ok()?
+        .checked_mul(10i128.pow(18))?
+        .checked_add(format!("{frac:0<18}").parse::<i128>().ok()?)?;
+    Some(if neg { -v } else { v })
+}
+
+fn dec_text(units: i128) -> String {
+    let sign = if units < 0 { "-" } else { "" };
+    let u = units.unsigned_abs();
+    format!("{sign}{}.{:018}", u / 10u128.pow(18), u % 10u128.pow(18))
+}
+
+/// Sums the columns of `rows` (ints as ints, decimal text exactly, nulls skipped), leaving out
+/// `skip`: a total over groups, exact like the roll-up's own sums.
+fn sum_rows(rows: &[Row], skip: &[&str]) -> Row {
+    let mut ints: BTreeMap<String, i64> = BTreeMap::new();
+    let mut decs: BTreeMap<String, i128> = BTreeMap::new();
+    for r in rows {
+        for (k, v) in r {
+            if skip.contains(&k.as_str()) {
+                continue;
+            }
+            match v {
+                Value::Number(n) => *ints.entry(k.clone()).or_default() += n.as_i64().unwrap_or(0),
+                Value::String(t) => {
+                    if let Some(u) = dec_units(t) {
+                        let e = decs.entry(k.clone()).or_default();
+                        *e = e.saturating_add(u);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut out = Map::new();
+    for (k, v) in ints {
+        out.insert(k, json!(v));
+    }
+    for (k, v) in decs {
+        out.insert(k, json!(dec_text(v)));
+    }
+    out
 }
 
 /// Columns `requests` has (optional columns such as `cost_saved_usd` or `attempts` are shown
@@ -411,16 +471,19 @@ pub async fn summary(
         } else {
             String::new()
         };
-        let totals_q = f.query("", &format!("| summarize {TOTALS}{saved}"));
-        let miss_q = f.query(
-            "",
-            "| summarize n = count(), cost_usd = sum(cost_usd) by cache_hit",
-        );
-        let (totals, misses) = futures::try_join!(
-            rows(engine, org, &totals_q, f.to),
-            rows(engine, org, &miss_q, f.to)
-        )?;
-        out = totals.into_iter().next().unwrap_or_default();
+        // One roll-up query; the cache-miss split gives the average cost of a miss.
+        let q = f.query("", &format!("| summarize {TOTALS}{saved} by cache_hit"));
+        let groups = rows(engine, org, &q, f.to).await?;
+        out = sum_rows(&groups, &["cache_hit"]);
+        for c in ["requests", "errors", "cache_hits"] {
+            out.entry(c).or_insert(json!(0));
+        }
+        out.entry("cost_usd").or_insert(Value::Null);
+        let misses: Vec<Row> = groups
+            .iter()
+            .filter(|r| r.get("cache_hit") == Some(&json!(false)))
+            .cloned()
+            .collect();
         let requests = num(out.get("requests"));
         let errors = num(out.get("errors"));
         let cost = num(out.get("cost_usd"));
@@ -428,11 +491,9 @@ pub async fn summary(
         out.insert("error_rate".into(), ratio(errors, requests));
         out.insert("avg_cost_usd".into(), ratio(cost, requests));
         out.insert("cache_hit_rate".into(), ratio(hits, requests));
-        let miss = misses
-            .iter()
-            .find(|r| r.get("cache_hit") == Some(&json!(false)));
-        let avg_miss = miss
-            .map(|m| ratio(num(m.get("cost_usd")), num(m.get("n"))))
+        let avg_miss = misses
+            .first()
+            .map(|m| ratio(num(m.get("cost_usd")), num(m.get("requests"))))
             .unwrap_or(Value::Null);
         let estimated = !out.contains_key(COST_SAVED);
         if estimated {
@@ -651,7 +712,10 @@ pub async fn breakdown(
     let m = metric.column();
     // Roll-up dimensions have few values: one query for all groups, the top cut here. Others
     // (users, properties) may have millions: the top N and the totals as two queries.
-    let few = matches!(dim, Dimension::Model | Dimension::Provider | Dimension::Status);
+    let few = matches!(
+        dim,
+        Dimension::Model | Dimension::Provider | Dimension::Status
+    );
     let take = if few {
         String::new()
     } else {
@@ -690,7 +754,8 @@ pub async fn breakdown(
         let rest = int(totals.get(c)) - groups.iter().map(|g| int(g.get(c))).sum::<i64>();
         other.insert(c.into(), json!(rest));
     }
-    let rest = num(totals.get("cost_usd")) - groups.iter().map(|g| num(g.get("cost_usd"))).sum::<f64>();
+    let rest =
+        num(totals.get("cost_usd")) - groups.iter().map(|g| num(g.get("cost_usd"))).sum::<f64>();
     // Sums of decimals are exact; keep float noise out of the "other" bucket.
     other.insert("cost_usd".into(), json!((rest * 1e9).round() / 1e9));
     let groups: Vec<Value> = groups
@@ -864,8 +929,14 @@ impl Node {
         children.extend(self.requests.iter().cloned());
         // Children in time order.
         children.sort_by_key(|c| micros_of(c.get("start")).unwrap_or(i64::MAX));
-        let start = children.iter().filter_map(|c| micros_of(c.get("start"))).min();
-        let end = children.iter().filter_map(|c| micros_of(c.get("end"))).max();
+        let start = children
+            .iter()
+            .filter_map(|c| micros_of(c.get("start")))
+            .min();
+        let end = children
+            .iter()
+            .filter_map(|c| micros_of(c.get("end")))
+            .max();
         let cost: f64 = children.iter().map(|c| num(c.get("cost_usd"))).sum();
         let int = |k: &str| -> i64 {
             children
@@ -915,9 +986,11 @@ pub async fn session(
     }
     let truncated = reqs.len() > MAX_SESSION_REQUESTS;
     reqs.truncate(MAX_SESSION_REQUESTS);
-    let name = reqs
-        .iter()
-        .find_map(|r| r.get("session_name").and_then(Value::as_str).map(String::from));
+    let name = reqs.iter().find_map(|r| {
+        r.get("session_name")
+            .and_then(Value::as_str)
+            .map(String::from)
+    });
     let mut root = Node::default();
     for r in reqs {
         let path = r
@@ -1115,9 +1188,10 @@ pub async fn property_keys(
         ])?
         .limit(0, Some(limit))?;
     let batches = engine.collect(df).await?;
-    let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| {
-        std::sync::Arc::new(datafusion::arrow::datatypes::Schema::empty())
-    });
+    let schema = batches
+        .first()
+        .map(|b| b.schema())
+        .unwrap_or_else(|| std::sync::Arc::new(datafusion::arrow::datatypes::Schema::empty()));
     let json = format::to_json(&schema, &batches)?;
     let keys: Vec<Value> = json["rows"]
         .as_array()
@@ -1210,9 +1284,17 @@ mod tests {
         assert!(s[0].starts_with("created_at >= datetime(1970-01-03T01:00:00.000000Z) and created_at < datetime(1970-01-04T00:00:00.000000Z) and model in"));
         assert!(s[1].starts_with("day >= datetime(1970-01-04T00:00:00.000000Z) and day < datetime(1970-01-06T00:00:00.000000Z) and model in"));
         assert!(s[2].starts_with("created_at >= datetime(1970-01-06T00:00:00.000000Z) and created_at < datetime(1970-01-06T02:00:00.000000Z)"));
-        let whole = Filter { from: day, to: 3 * day, ..Filter::default() };
+        let whole = Filter {
+            from: day,
+            to: 3 * day,
+            ..Filter::default()
+        };
         assert_eq!(raw_slices(&whole).len(), 1);
-        let short = Filter { from: HOUR, to: 2 * HOUR, ..Filter::default() };
+        let short = Filter {
+            from: HOUR,
+            to: 2 * HOUR,
+            ..Filter::default()
+        };
         assert_eq!(raw_slices(&short), vec![short.predicate()]);
     }
 
@@ -1225,10 +1307,32 @@ mod tests {
         }
         for (q, exact) in [(0.5, 500.0), (0.95, 950.0), (0.99, 990.0)] {
             let got = h.quantile(q).as_f64().expect("value");
-            assert!((got - exact).abs() / exact < 0.012, "q{q}: {got} vs {exact}");
+            assert!(
+                (got - exact).abs() / exact < 0.012,
+                "q{q}: {got} vs {exact}"
+            );
         }
         assert_eq!(h.mean(), json!(500.5));
         assert_eq!(Hist::default().quantile(0.5), Value::Null);
+    }
+
+    #[test]
+    fn group_totals_are_exact() {
+        let rows: Vec<Row> = [
+            json!({"k": true, "n": 2, "c": "0.100000000000000001", "z": null}),
+            json!({"k": false, "n": 3, "c": "12.900000000000000002"}),
+            json!({"k": null, "n": 1, "c": "-0.000000000000000003"}),
+        ]
+        .into_iter()
+        .filter_map(|v| v.as_object().cloned())
+        .collect();
+        let t = sum_rows(&rows, &["k"]);
+        assert_eq!(
+            Value::Object(t),
+            json!({"n": 6, "c": "13.000000000000000000"})
+        );
+        assert_eq!(dec_units("1.5"), Some(1_500_000_000_000_000_000));
+        assert_eq!(dec_units("x"), None);
     }
 
     #[test]

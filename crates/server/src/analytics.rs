@@ -56,10 +56,7 @@ impl Params {
     }
 
     fn get(&self, k: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.as_str())
+        self.0.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
     }
 
     fn all(&self, k: &str) -> Vec<String> {
@@ -107,8 +104,24 @@ impl Params {
     fn filter(&self) -> Result<Filter, ApiError> {
         const MAX_RANGE: i64 = 400 * 86_400 * 1_000_000;
         let known = [
-            "from", "to", "range", "model", "provider", "user", "status", "session", "by",
-            "metric", "top", "limit", "offset", "sort", "cursor", "bucket", "at", "percentiles",
+            "from",
+            "to",
+            "range",
+            "model",
+            "provider",
+            "user",
+            "status",
+            "session",
+            "by",
+            "metric",
+            "top",
+            "limit",
+            "offset",
+            "sort",
+            "cursor",
+            "bucket",
+            "at",
+            "percentiles",
         ];
         for (k, _) in &self.0 {
             if !known.contains(&k.as_str()) && !k.starts_with("property.") {
@@ -117,10 +130,17 @@ impl Params {
                 )));
             }
         }
-        let to = self
-            .time("to")?
-            .unwrap_or_else(|| Utc::now().timestamp_micros());
-        let from = match (self.time("from")?, self.get("range").filter(|v| !v.is_empty())) {
+        // Without `to`, the range ends at the next whole hour: same rows (nothing is newer than
+        // now), and whole-hour bounds let counts and costs come from the roll-up alone.
+        const HOUR: i64 = 3_600_000_000;
+        let to = self.time("to")?.unwrap_or_else(|| {
+            let now = Utc::now().timestamp_micros();
+            (now.div_euclid(HOUR) + 1) * HOUR
+        });
+        let from = match (
+            self.time("from")?,
+            self.get("range").filter(|v| !v.is_empty()),
+        ) {
             (Some(f), None) => f,
             (None, Some(r)) => to.saturating_sub(duration(r)?),
             (None, None) => to - 86_400 * 1_000_000,
@@ -207,10 +227,12 @@ async fn timeseries(
     let bucket = p
         .get("bucket")
         .filter(|v| !v.is_empty())
-        .map(|b| duration_secs(b))
+        .map(duration_secs)
         .transpose()?;
     let pct = p.parsed("percentiles")?.unwrap_or_default();
-    Ok(json(an::timeseries(&st.query, &org, &f, bucket, pct).await?))
+    Ok(json(
+        an::timeseries(&st.query, &org, &f, bucket, pct).await?,
+    ))
 }
 
 fn duration_secs(s: &str) -> Result<i64, ApiError> {
@@ -406,10 +428,7 @@ async fn property_values(
 #[folder = "../../queries/"]
 struct SavedQueries;
 
-async fn saved_queries(
-    State(st): State<Shared>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
+async fn saved_queries(State(st): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
     authenticate(&st, &headers)?;
     let mut names: Vec<_> = SavedQueries::iter()
         .filter(|n| n.ends_with(".hql"))

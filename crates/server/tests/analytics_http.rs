@@ -130,14 +130,14 @@ async fn check_against_oracle(api: &Api<'_>) {
     assert_eq!(s["requests"], json!(COUNT), "{s}");
     assert_eq!(s["requests"], o["requests"]);
     assert_eq!(s["errors"], o["errors"]);
-    assert!(s["errors"].as_u64().expect("errors") > 0, "fixture has errors");
+    assert!(
+        s["errors"].as_u64().expect("errors") > 0,
+        "fixture has errors"
+    );
     assert_eq!(s["cost_usd"], o["cost"], "exact decimal cost");
     assert_eq!(s["total_tokens"], o["tokens"]);
     assert_eq!(s["cache_hits"], o["hits"]);
-    assert!(close(
-        f(&s["error_rate"]),
-        f(&o["errors"]) / COUNT as f64
-    ));
+    assert!(close(f(&s["error_rate"]), f(&o["errors"]) / COUNT as f64));
     // Percentiles are estimates (t-digest): the same engine on the same rows.
     assert!(
         (f(&s["latency_p95_ms"]) - f(&o["p95"])).abs() <= 0.02 * f(&o["p95"]),
@@ -244,10 +244,7 @@ async fn check_against_oracle(api: &Api<'_>) {
         .await;
     let list = ss["sessions"].as_array().expect("sessions");
     assert_eq!(list.len(), o.len().min(500));
-    let biggest = o
-        .iter()
-        .max_by_key(|r| r["n"].as_u64())
-        .expect("a session");
+    let biggest = o.iter().max_by_key(|r| r["n"].as_u64()).expect("a session");
     let id = biggest["session_id"].as_str().expect("id");
     let t = api.an(&format!("sessions/{id}"), "").await;
     assert_eq!(t["tree"]["request_count"], biggest["n"]);
@@ -259,7 +256,8 @@ async fn check_against_oracle(api: &Api<'_>) {
                 leaves += 1;
                 let path = c["session_path"].as_str().unwrap_or("/");
                 assert!(
-                    path.trim_end_matches('/') == n["path"].as_str().expect("path").trim_end_matches('/'),
+                    path.trim_end_matches('/')
+                        == n["path"].as_str().expect("path").trim_end_matches('/'),
                     "{path} under {}",
                     n["path"]
                 );
@@ -270,9 +268,7 @@ async fn check_against_oracle(api: &Api<'_>) {
     }
     assert_eq!(json!(leaves), biggest["n"]);
     let (s, e) = api
-        .get_status(&format!(
-            "/v1/analytics/sessions/nope?from={FROM}&to={TO}"
-        ))
+        .get_status(&format!("/v1/analytics/sessions/nope?from={FROM}&to={TO}"))
         .await;
     assert_eq!(s, 404, "{e}");
 
@@ -301,7 +297,10 @@ async fn check_against_oracle(api: &Api<'_>) {
     assert_eq!(seen.len() as u64, COUNT);
     // With a property filter, the list holds exactly the oracle's rows.
     let p = api
-        .an("requests", "&limit=500&property.feature=chat&model=gpt-4o-mini")
+        .an(
+            "requests",
+            "&limit=500&property.feature=chat&model=gpt-4o-mini",
+        )
         .await;
     let o = api
         .hql(&format!(
@@ -327,7 +326,11 @@ async fn check_against_oracle(api: &Api<'_>) {
     if r["price_known"] == true
         && let Some(parts) = d["cost_breakdown"].as_object()
     {
-        let sum: f64 = parts.values().filter_map(|v| v.as_str()).map(|v| f(&json!(v))).sum();
+        let sum: f64 = parts
+            .values()
+            .filter_map(|v| v.as_str())
+            .map(|v| f(&json!(v)))
+            .sum();
         assert!(close(sum, f(&r["cost_usd"])), "{d}");
     }
     let d2 = api.get(&format!("/v1/analytics/requests/{id}")).await;
@@ -377,11 +380,17 @@ async fn analytics_match_the_hql_oracle_before_and_after_flush() {
     check_against_oracle(&api).await;
 
     // The other org sees only its own rows.
-    let g = Api { l: &l, key: &globex };
+    let g = Api {
+        l: &l,
+        key: &globex,
+    };
     assert_eq!(g.an("summary", "").await["requests"], 500);
     // Filter values cannot change the query (escaped as literals).
     let s = api
-        .an("summary", "&model=x%22)%20or%20true%20or%20(%22&user=%5C%22")
+        .an(
+            "summary",
+            "&model=x%22)%20or%20true%20or%20(%22&user=%5C%22",
+        )
         .await;
     assert_eq!(s["requests"], 0);
     // Bad parameters are named.
@@ -389,13 +398,19 @@ async fn analytics_match_the_hql_oracle_before_and_after_flush() {
         ("summary?status=6xx", "status"),
         ("summary?range=7y", "range"),
         ("summary?from=yesterday", "from"),
-        ("summary?range=1d&from=2026-11-01T00:00:00Z", "either from or range"),
+        (
+            "summary?range=1d&from=2026-11-01T00:00:00Z",
+            "either from or range",
+        ),
         ("summary?modle=gpt-4o", "unknown parameter \\\"modle\\\""),
         ("breakdown?range=1d", "by is required"),
         ("breakdown?range=1d&by=colour", "by must be"),
         ("users?range=1d&limit=100000", "limit"),
         ("requests?range=1d&cursor=garbage", "cursor"),
-        ("timeseries?from=2026-01-01T00:00:00Z&to=2026-12-01T00:00:00Z&bucket=1m", "bucket"),
+        (
+            "timeseries?from=2026-01-01T00:00:00Z&to=2026-12-01T00:00:00Z&bucket=1m",
+            "bucket",
+        ),
     ] {
         let (s, v) = api.get_status(&format!("/v1/analytics/{q}")).await;
         assert_eq!(s, 400, "{q}: {v}");
@@ -415,7 +430,10 @@ async fn analytics_match_the_hql_oracle_before_and_after_flush() {
     let keys = api.get("/v1/keys").await;
     assert_eq!(keys["org"], "acme");
     assert_eq!(keys["keys"].as_array().expect("keys").len(), 1);
-    assert!(!keys.to_string().contains(&acme), "the key itself is never returned");
+    assert!(
+        !keys.to_string().contains(&acme),
+        "the key itself is never returned"
+    );
     for (path, ct) in [
         ("/", "text/html"),
         ("/assets/js/main.js", "javascript"),
@@ -424,7 +442,10 @@ async fn analytics_match_the_hql_oracle_before_and_after_flush() {
     ] {
         let r = client().get(l.url(path)).send().await.expect("send");
         assert_eq!(r.status(), 200, "{path}");
-        let got = r.headers()["content-type"].to_str().expect("ct").to_string();
+        let got = r.headers()["content-type"]
+            .to_str()
+            .expect("ct")
+            .to_string();
         assert!(got.contains(ct), "{path}: {got}");
     }
     let r = client()

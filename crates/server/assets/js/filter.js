@@ -95,12 +95,20 @@ export function renderFilterBar(el, page, filter) {
   // Fill the pickers from the server (top models, property keys) without blocking the page.
   const sel = modelSel.querySelector("select");
   const fillModels = (list) => { for (const m of list) if (m !== filter.model) sel.append(h("option", { value: m }, m)); };
-  if (modelOptions && modelOptions.key === filter.range + filter.from) fillModels(modelOptions.list);
-  else analytics("breakdown", filter.with({ model: "" }), { by: "model", top: 50 }).then((r) => {
-    const list = r.groups.map((g) => g.key).filter(Boolean);
-    modelOptions = { key: filter.range + filter.from, list };
-    fillModels(list);
-  }).catch(() => {});
+  // The model list is loaded when the picker is first used (pages load only their own data).
+  let modelsLoaded = null;
+  const loadModels = () => {
+    if (modelOptions && modelOptions.key === filter.range + filter.from) {
+      modelsLoaded = modelsLoaded || Promise.resolve(fillModels(modelOptions.list));
+    }
+    modelsLoaded = modelsLoaded || analytics("breakdown", filter.with({ model: "" }), { by: "model", top: 50 }).then((r) => {
+      const list = r.groups.map((g) => g.key).filter(Boolean);
+      modelOptions = { key: filter.range + filter.from, list };
+      fillModels(list);
+    }).catch(() => {});
+  };
+  sel.addEventListener("focus", loadModels);
+  sel.addEventListener("mousedown", loadModels);
   // Property keys scan the properties map: load them when the picker is first used.
   let keysLoaded = null;
   const loadKeys = () => {
