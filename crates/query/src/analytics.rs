@@ -730,22 +730,19 @@ pub async fn breakdown(
     );
     let (mut groups, totals) = if few {
         let all = rows(engine, org, &q, f.to).await?;
-        let mut totals = Map::new();
-        for c in ["requests", "errors", "total_tokens"] {
-            totals.insert(
-                c.into(),
-                json!(all.iter().map(|g| int(g.get(c))).sum::<i64>()),
-            );
-        }
-        let cost: f64 = all.iter().map(|g| num(g.get("cost_usd"))).sum();
-        totals.insert("cost_usd".into(), json!((cost * 1e9).round() / 1e9));
+        let totals = sum_rows(&all, &["key"]);
         (all, totals)
     } else {
         let totals_q = f.query("", &format!("| summarize {GROUP}"));
-        let (groups, totals) = futures::try_join!(
-            rows(engine, org, &q, f.to),
-            rows(engine, org, &totals_q, f.to)
-        )?;
+        let top_groups = async {
+            match sliced_groups(engine, org, f, dim, metric).await {
+                Ok(Some(g)) => Ok(g),
+                // One slice only, or too many groups to merge: one query with `take`.
+                Ok(None) | Err(QueryError::TooManyRows(_)) => rows(engine, org, &q, f.to).await,
+                Err(e) => Err(e),
+            }
+        };
+        let (groups, totals) = futures::try_join!(top_groups, rows(engine, org, &totals_q, f.to))?;
         (groups, totals.into_iter().next().unwrap_or_default())
     };
     groups.truncate(top);
@@ -769,6 +766,69 @@ pub async fn breakdown(
         .collect();
     let other = (int(other.get("requests")) > 0).then_some(Value::Object(other));
     Ok(json!({ "groups": groups, "other": other, "totals": totals }))
+}
+
+/// Every group of a high-cardinality dimension, computed per raw slice (whole days without a
+/// per-row time filter) and merged, sorted by `metric`. `None` when the range is one slice.
+async fn sliced_groups(
+    engine: &QueryEngine,
+    org: &str,
+    f: &Filter,
+    dim: &Dimension,
+    metric: Metric,
+) -> Result<Option<Vec<Row>>, QueryError> {
+    let slices = raw_slices(f);
+    if slices.len() < 2 {
+        return Ok(None);
+    }
+    let queries: Vec<String> = slices
+        .iter()
+        .map(|p| {
+            format!(
+                "requests\n| where {p}\n| summarize {GROUP} by key = {}",
+                dim.expr()
+            )
+        })
+        .collect();
+    let results =
+        futures::future::try_join_all(queries.iter().map(|q| rows(engine, org, q, f.to))).await?;
+    let mut by_key: BTreeMap<String, (Value, Vec<Row>)> = BTreeMap::new();
+    for r in results.into_iter().flatten() {
+        let key = r.get("key").cloned().unwrap_or(Value::Null);
+        by_key
+            .entry(key.to_string())
+            .or_insert_with(|| (key, Vec::new()))
+            .1
+            .push(r);
+    }
+    let mut merged: Vec<Row> = by_key
+        .into_values()
+        .map(|(key, parts)| {
+            let mut m = sum_rows(&parts, &["key"]);
+            m.insert("key".into(), key);
+            m
+        })
+        .collect();
+    let m = metric.column();
+    let weight = |r: &Row| -> i128 {
+        match r.get(m) {
+            Some(Value::String(t)) => dec_units(t).unwrap_or(i128::MIN),
+            Some(v) => i128::from(v.as_i64().unwrap_or(0)),
+            None => i128::MIN,
+        }
+    };
+    merged.sort_by(|a, b| {
+        weight(b).cmp(&weight(a)).then_with(|| {
+            let (ka, kb) = (a.get("key"), b.get("key"));
+            match (ka, kb) {
+                (Some(Value::Null), Some(Value::Null)) => std::cmp::Ordering::Equal,
+                (Some(Value::Null), _) => std::cmp::Ordering::Greater,
+                (_, Some(Value::Null)) => std::cmp::Ordering::Less,
+                _ => ka.map(Value::to_string).cmp(&kb.map(Value::to_string)),
+            }
+        })
+    });
+    Ok(Some(merged))
 }
 
 /// How users are sorted.

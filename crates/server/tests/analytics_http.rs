@@ -212,6 +212,25 @@ async fn check_against_oracle(api: &Api<'_>) {
         assert_eq!(g["requests"], o["n"]);
     }
 
+    // Top users over a range that is not whole days (merged from per-slice groups).
+    let b = api
+        .get("/v1/analytics/breakdown?from=2026-11-01T06:30:00Z&to=2026-11-02T18:00:00Z&by=user&metric=cost&top=5")
+        .await;
+    let o = api
+        .hql(
+            "requests | where created_at >= datetime(2026-11-01T06:30:00Z) and created_at < datetime(2026-11-02T18:00:00Z) \
+             | summarize n = count(), cost = sum(cost_usd), e = countif(status >= 400) by user_id | top 5 by cost",
+        )
+        .await;
+    let groups = b["groups"].as_array().expect("groups");
+    assert_eq!(groups.len(), 5);
+    for (g, o) in groups.iter().zip(&o) {
+        assert_eq!(g["key"], o["user_id"], "{b}");
+        assert_eq!(g["requests"], o["n"]);
+        assert_eq!(g["errors"], o["e"]);
+        assert_eq!(g["cost_usd"], o["cost"]);
+    }
+
     // Users: the first page sorted by cost.
     let u = api.an("users", "&limit=5").await;
     let o = api
