@@ -18,6 +18,11 @@ pub enum QueryError {
         "the result has more than {0} rows (query.max_rows): add `take N`, a narrower `where`, or `summarize`"
     )]
     TooManyRows(usize),
+    /// A parameter of an analytics call is not valid (the message names it).
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("{0}")]
+    NotFound(String),
 }
 
 impl QueryError {
@@ -28,6 +33,8 @@ impl QueryError {
             }
             QueryError::Hql(e) => e.kind(),
             QueryError::Timeout(_) | QueryError::TooManyRows(_) => ErrorKind::Unprocessable,
+            QueryError::InvalidInput(_) => ErrorKind::InvalidInput,
+            QueryError::NotFound(_) => ErrorKind::NotFound,
             _ => ErrorKind::Internal,
         }
     }

@@ -5,6 +5,7 @@
 //! DataFusion is allowed here (and in hql-plan and storage). This crate must not depend on HTTP
 //! (axum), ingest, gateway or server.
 
+pub mod analytics;
 pub mod error;
 pub mod format;
 mod hql;

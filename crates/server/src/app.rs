@@ -56,6 +56,8 @@ pub fn router(state: Shared) -> Router {
             helicone_log(s, h, b, HeliconeRoute::Custom)
         }),
     );
+    // Dashboard: analytics API, saved queries, API keys, and the web UI at `/` (analytics.rs).
+    let r = r.merge(crate::analytics::routes());
     let gateway = state.gateway.clone();
     let r = r.fallback(not_found).with_state(state);
     match gateway {

@@ -147,6 +147,11 @@ impl KeyStore {
         self.load(version)
     }
 
+    /// The key file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// True when at least one key exists: then every request must present one.
     pub fn enabled(&self) -> bool {
         let _ = self.reload_if_changed();

@@ -2,6 +2,7 @@
 //! of storage, ingest and query. It is the only crate that knows about HTTP statuses (see
 //! [`error::status_of`]); it may depend on every other Loupe crate, and none may depend on it.
 
+pub mod analytics;
 pub mod app;
 pub mod cli;
 pub mod config;
