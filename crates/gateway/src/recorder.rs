@@ -53,7 +53,8 @@ impl Recorder {
                     })
                     .collect();
                 let count = records.len() as u64;
-                match sink.append(records).await {
+                // Every record here is a call that really happened: no dedup (see append_unique).
+                match sink.append_unique(records).await {
                     Ok(_) => {
                         m.records_sent.fetch_add(count, Ordering::Relaxed);
                     }

@@ -47,4 +47,15 @@ pub trait EventSink: Send + Sync + 'static {
     /// Store `records`; resolves once they are durable. Records whose `request_id` was already
     /// stored are skipped and counted as duplicates.
     fn append(&self, records: Vec<RequestRecord>) -> BoxFuture<'_, Result<AppendAck, SinkError>>;
+
+    /// Store records that are each a new event by construction (the gateway's own calls: every
+    /// proxied call really happened and is recorded, even when a client reuses a
+    /// `Helicone-Request-Id`). They are not checked against, nor added to, the dedup index, so
+    /// that index does not grow with gateway traffic. Defaults to [`EventSink::append`].
+    fn append_unique(
+        &self,
+        records: Vec<RequestRecord>,
+    ) -> BoxFuture<'_, Result<AppendAck, SinkError>> {
+        self.append(records)
+    }
 }

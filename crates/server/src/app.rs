@@ -88,7 +88,8 @@ async fn metrics(State(st): State<Shared>) -> impl IntoResponse {
          # TYPE loupe_flush_errors_total counter\nloupe_flush_errors_total {}\n\
          # TYPE loupe_compactions_total counter\nloupe_compactions_total {}\n\
          # TYPE loupe_pending_records gauge\nloupe_pending_records {}\n\
-         # TYPE loupe_wal_bytes gauge\nloupe_wal_bytes {}\n",
+         # TYPE loupe_wal_bytes gauge\nloupe_wal_bytes {}\n\
+         # TYPE loupe_dedup_index_entries gauge\nloupe_dedup_index_entries {}\n",
         s.appended_records.load(Relaxed),
         s.duplicate_records.load(Relaxed),
         s.flushes.load(Relaxed),
@@ -97,6 +98,7 @@ async fn metrics(State(st): State<Shared>) -> impl IntoResponse {
         s.compactions.load(Relaxed),
         st.storage.pending_rows(),
         st.storage.wal_bytes(),
+        st.storage.dedup_index_len(),
     );
     let body = match &st.gateway {
         Some(g) => body + &g.render_prometheus(),

@@ -383,8 +383,12 @@ pub(crate) async fn recent_ids(
     let cutoff = ScalarValue::TimestampMicrosecond(Some(cutoff_micros), Some("UTC".into()));
     let df = ctx
         .read_table(provider)?
-        .filter(col("created_at").gt_eq(lit(cutoff)))?
-        .select_columns(&["request_id", "created_at", "org_id"])?;
+        .filter(
+            col("created_at")
+                .gt_eq(lit(cutoff))
+                .and(col("source").not_eq(lit(loupe_model::Source::Gateway.as_str()))),
+        )?
+        .select_columns(&["request_id", "created_at", "org_id", "source"])?;
     Ok(df.collect().await?)
 }
 

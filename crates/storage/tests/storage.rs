@@ -131,6 +131,52 @@ async fn duplicates_are_ingested_once() {
 }
 
 #[tokio::test]
+async fn gateway_records_stay_out_of_the_dedup_index() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = Storage::open(config(dir.path())).await.expect("open");
+    let gateway: Vec<_> = (0..200)
+        .map(|i| {
+            let mut r = record(i);
+            r.source = loupe_model::Source::Gateway;
+            r
+        })
+        .collect();
+    let ingested: Vec<_> = (200..210).map(record).collect();
+    let ack = s.append_unique(gateway[..100].to_vec()).await.expect("a");
+    assert_eq!((ack.accepted, ack.duplicates), (100, 0));
+    s.append(ingested.clone()).await.expect("b");
+    assert_eq!(s.dedup_index_len(), 10, "only the ingested ids are indexed");
+    s.flush().await.expect("flush");
+    s.append_unique(gateway[100..].to_vec()).await.expect("c");
+    // Ingested records are still deduplicated.
+    assert_eq!(
+        s.append(ingested[..3].to_vec())
+            .await
+            .expect("d")
+            .duplicates,
+        3
+    );
+    drop(s); // "crash": 100 gateway records in the table, 100 in the WAL only
+    let s = Storage::open(config(dir.path())).await.expect("reopen");
+    assert_eq!(
+        s.dedup_index_len(),
+        10,
+        "the rebuilt index skips gateway rows, flushed and replayed"
+    );
+    let mut all = gateway.clone();
+    all.extend(ingested.clone());
+    assert_exactly_once(&visible_ids(&s).await, &all);
+    assert_eq!(
+        s.append(ingested[..1].to_vec())
+            .await
+            .expect("e")
+            .duplicates,
+        1
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test]
 async fn unflushed_records_survive_a_crash() {
     let dir = tempfile::tempdir().expect("tmp");
     let recs: Vec<_> = (0..20).map(record).collect();
