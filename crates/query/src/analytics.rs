@@ -1210,6 +1210,12 @@ pub async fn request(
     if !ATTEMPTS.iter().any(|a| r.contains_key(*a)) {
         r.insert("attempts".into(), Value::Null);
     }
+    // The gateway stores its failed attempts as a JSON array in a text column: answer it as JSON.
+    if let Some(Value::String(text)) = r.get("attempts")
+        && let Ok(parsed) = serde_json::from_str::<Value>(text)
+    {
+        r.insert("attempts".into(), parsed);
+    }
     Ok(r)
 }
 

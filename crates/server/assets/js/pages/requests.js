@@ -85,7 +85,10 @@ export async function openRequest(drawer, id, at, filter) {
         ["Session path", r.session_path],
         ["Trace / span", r.trace_id ? `${r.trace_id} / ${r.span_id || "–"}` : null],
         ["Gateway cache", r.cache_hit ? "hit" : "miss"],
-        ["Attempts", r.attempts === null || r.attempts === undefined ? null : (typeof r.attempts === "object" ? JSON.stringify(r.attempts) : String(r.attempts))],
+        ["Answered by attempt", r.attempt ?? null],
+        ["Fallback index", r.fallback_index ?? null],
+        ["Cost saved (cache)", r.cost_saved_usd ?? null],
+        ["Failed attempts", r.attempts === null || r.attempts === undefined ? null : (typeof r.attempts === "object" ? JSON.stringify(r.attempts) : String(r.attempts))],
       ]),
       h("h2", "Tokens and cost"),
       kv([
