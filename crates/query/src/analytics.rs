@@ -67,25 +67,8 @@ pub struct Filter {
     pub session: Option<String>,
 }
 
-/// An HQL string literal holding exactly `s`.
-pub fn hql_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\0' => out.push_str("\\0"),
-            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+/// An HQL string literal holding exactly `s` (the parser's own printer).
+pub use loupe_hql_syntax::pretty::string_hql as hql_string;
 
 /// An HQL datetime literal for `micros` since the epoch.
 pub fn hql_datetime(micros: i64) -> String {
