@@ -513,6 +513,34 @@ pub(crate) struct SendError {
     pub(crate) err: GatewayError,
 }
 
+impl SendError {
+    /// 502 `upstream_broken`: the provider's connection failed mid-call (`what` says where).
+    fn broken(route: &Route, what: &str, e: &reqwest::Error) -> SendError {
+        SendError {
+            status: 502,
+            error_type: "upstream_broken",
+            err: GatewayError::Upstream(format!(
+                "provider '{}' {what}: {}",
+                route.provider,
+                error_chain(e)
+            )),
+        }
+    }
+
+    /// 504 `upstream_timeout`: `what` did not happen within `gateway.upstream_timeout_secs`.
+    fn timeout(route: &Route, what: &str, timeout: Duration) -> SendError {
+        SendError {
+            status: 504,
+            error_type: "upstream_timeout",
+            err: GatewayError::Timeout(format!(
+                "provider '{}' {what} within {} s (gateway.upstream_timeout_secs)",
+                route.provider,
+                timeout.as_secs()
+            )),
+        }
+    }
+}
+
 async fn handle(gw: Arc<Gateway>, ep: Endpoint, headers: HeaderMap, body: BodyResult) -> Response {
     gw.metrics.requests.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
@@ -618,24 +646,8 @@ pub(crate) async fn send(
                 route.provider
             )),
         }),
-        Ok(Err(e)) => Err(SendError {
-            status: 502,
-            error_type: "upstream_broken",
-            err: GatewayError::Upstream(format!(
-                "provider '{}' broke off the connection: {}",
-                route.provider,
-                error_chain(&e)
-            )),
-        }),
-        Err(_) => Err(SendError {
-            status: 504,
-            error_type: "upstream_timeout",
-            err: GatewayError::Timeout(format!(
-                "provider '{}' did not answer within {} s (gateway.upstream_timeout_secs)",
-                route.provider,
-                timeout.as_secs()
-            )),
-        }),
+        Ok(Err(e)) => Err(SendError::broken(route, "broke off the connection", &e)),
+        Err(_) => Err(SendError::timeout(route, "did not answer", timeout)),
     }
 }
 
@@ -647,24 +659,12 @@ pub(crate) async fn read_all(
 ) -> Result<Bytes, SendError> {
     match tokio::time::timeout_at(deadline, resp.bytes()).await {
         Ok(Ok(b)) => Ok(b),
-        Ok(Err(e)) => Err(SendError {
-            status: 502,
-            error_type: "upstream_broken",
-            err: GatewayError::Upstream(format!(
-                "provider '{}' broke off its answer: {}",
-                route.provider,
-                error_chain(&e)
-            )),
-        }),
-        Err(_) => Err(SendError {
-            status: 504,
-            error_type: "upstream_timeout",
-            err: GatewayError::Timeout(format!(
-                "provider '{}' did not finish its answer within {} s (gateway.upstream_timeout_secs)",
-                route.provider,
-                timeout.as_secs()
-            )),
-        }),
+        Ok(Err(e)) => Err(SendError::broken(route, "broke off its answer", &e)),
+        Err(_) => Err(SendError::timeout(
+            route,
+            "did not finish its answer",
+            timeout,
+        )),
     }
 }
 
