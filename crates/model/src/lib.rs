@@ -10,11 +10,13 @@ pub mod price;
 pub mod record;
 pub mod schema;
 pub mod sink;
+pub mod span;
 pub mod usage;
 
 pub use error::{ErrorKind, ModelError};
 pub use price::{Cost, ModelPrice, PriceTable};
 pub use record::{Attempt, RequestRecord, Source, keep_upstream_header};
 pub use schema::{records_to_batch, requests_schema};
-pub use sink::{AppendAck, EventSink, SinkError};
+pub use sink::{AppendAck, EventSink, SinkError, TableRow};
+pub use span::{SpanRecord, spans_schema, spans_to_batch};
 pub use usage::{Usage, UsageShape};

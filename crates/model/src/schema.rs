@@ -34,11 +34,11 @@ pub const ROLLUP_SUMS: &[&str] = &[
     "total_tokens",
 ];
 
-fn ts() -> DataType {
+pub(crate) fn ts() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
 
-fn map_names() -> MapFieldNames {
+pub(crate) fn map_names() -> MapFieldNames {
     // The names Parquet and Delta Lake use, so batches round-trip without renaming.
     MapFieldNames {
         entry: "key_value".into(),
@@ -47,7 +47,7 @@ fn map_names() -> MapFieldNames {
     }
 }
 
-fn properties_type() -> DataType {
+pub(crate) fn properties_type() -> DataType {
     let entries = Field::new(
         "key_value",
         DataType::Struct(
@@ -139,7 +139,12 @@ pub fn day_of(t: DateTime<Utc>) -> i32 {
 /// current [`requests_schema`]: columns are matched by name, and a missing column that is
 /// nullable is filled with nulls. A batch already in the current schema is returned as is.
 pub fn upgrade_batch(batch: RecordBatch) -> Result<RecordBatch, ModelError> {
-    let schema = requests_schema();
+    upgrade_batch_to(batch, &requests_schema())
+}
+
+/// [`upgrade_batch`] to any table's schema.
+pub fn upgrade_batch_to(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, ModelError> {
+    let schema = schema.clone();
     if batch.schema().fields() == schema.fields() {
         return Ok(batch);
     }

@@ -59,3 +59,48 @@ pub trait EventSink: Send + Sync + 'static {
         self.append(records)
     }
 }
+
+/// A row type that a table stores: its identity for deduplication (unique per org) and its
+/// Arrow form. Implemented by [`RequestRecord`] (`requests`) and [`crate::SpanRecord`]
+/// (`spans`).
+pub trait TableRow: Send + Sync + Sized + 'static {
+    /// The table the rows belong to.
+    const TABLE: &'static str;
+    fn org_id(&self) -> &str;
+    /// Unique per org; a second row with the same id is a duplicate.
+    fn row_id(&self) -> uuid::Uuid;
+    fn created_at(&self) -> chrono::DateTime<chrono::Utc>;
+    fn to_batch(rows: &[Self]) -> Result<arrow::array::RecordBatch, crate::ModelError>;
+}
+
+impl TableRow for RequestRecord {
+    const TABLE: &'static str = "requests";
+    fn org_id(&self) -> &str {
+        &self.org_id
+    }
+    fn row_id(&self) -> uuid::Uuid {
+        self.request_id
+    }
+    fn created_at(&self) -> chrono::DateTime<chrono::Utc> {
+        self.created_at
+    }
+    fn to_batch(rows: &[Self]) -> Result<arrow::array::RecordBatch, crate::ModelError> {
+        crate::records_to_batch(rows)
+    }
+}
+
+impl TableRow for crate::SpanRecord {
+    const TABLE: &'static str = "spans";
+    fn org_id(&self) -> &str {
+        &self.org_id
+    }
+    fn row_id(&self) -> uuid::Uuid {
+        self.span_uid
+    }
+    fn created_at(&self) -> chrono::DateTime<chrono::Utc> {
+        self.created_at
+    }
+    fn to_batch(rows: &[Self]) -> Result<arrow::array::RecordBatch, crate::ModelError> {
+        crate::spans_to_batch(rows)
+    }
+}

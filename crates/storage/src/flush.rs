@@ -18,7 +18,6 @@ use deltalake::operations::write::SchemaMode;
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::SaveMode;
-use loupe_model::requests_schema;
 use loupe_model::schema::PARTITION_COLUMN;
 use object_store::ObjectStore;
 use url::Url;
@@ -59,7 +58,9 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     let mut last_compact = Instant::now();
     let mut last_retention: Option<Instant> = None;
     loop {
-        if let Err(e) = rebuild_rollup(&inner).await {
+        if inner.spec.rollup
+            && let Err(e) = rebuild_rollup(&inner).await
+        {
             tracing::warn!(error = %e, "roll-up rebuild failed; queries read raw rows meanwhile");
         }
         let stopping = *shutdown.borrow();
@@ -156,7 +157,7 @@ pub(crate) async fn flush_once(inner: &Inner) -> Result<(), StorageError> {
     let table = if already >= upto as i64 {
         table
     } else {
-        let merged = concat_batches(&requests_schema(), &batches)?;
+        let merged = concat_batches(&(inner.spec.schema)(), &batches)?;
         let sorted = sort_for_pruning(&merged)?;
         written = Some(merged);
         table
@@ -175,7 +176,7 @@ pub(crate) async fn flush_once(inner: &Inner) -> Result<(), StorageError> {
     };
     let rollup_in_step = {
         let mut st = inner.state.write().map_err(|_| lock_poisoned())?;
-        let in_step = st.rollup_seq == st.table_seq;
+        let in_step = inner.spec.rollup && st.rollup_seq == st.table_seq;
         st.table = Some(table);
         st.table_seq = upto as i64;
         let keep = st.pending.split_off(&(upto + 1));
@@ -376,19 +377,24 @@ fn install(inner: &Inner, table: DeltaTable) -> Result<(), StorageError> {
 pub(crate) async fn recent_ids(
     table: &DeltaTable,
     cutoff_micros: i64,
+    id_column: &str,
 ) -> Result<Vec<RecordBatch>, StorageError> {
     let ctx = SessionContext::new();
     table.update_datafusion_session(&ctx.state())?;
     let provider = table.table_provider().await?;
+    let has_source = provider.schema().column_with_name("source").is_some();
     let cutoff = ScalarValue::TimestampMicrosecond(Some(cutoff_micros), Some("UTC".into()));
+    let mut keep = col("created_at").gt_eq(lit(cutoff));
+    let mut columns = vec![id_column, "created_at", "org_id"];
+    if has_source {
+        // Gateway records never enter the index (see `Storage::append_unique`).
+        keep = keep.and(col("source").not_eq(lit(loupe_model::Source::Gateway.as_str())));
+        columns.push("source");
+    }
     let df = ctx
         .read_table(provider)?
-        .filter(
-            col("created_at")
-                .gt_eq(lit(cutoff))
-                .and(col("source").not_eq(lit(loupe_model::Source::Gateway.as_str()))),
-        )?
-        .select_columns(&["request_id", "created_at", "org_id", "source"])?;
+        .filter(keep)?
+        .select_columns(&columns)?;
     Ok(df.collect().await?)
 }
 
@@ -400,20 +406,15 @@ pub(crate) async fn recent_ids(
 /// `org_id` of the candidates' days, streamed.
 pub(crate) async fn stored_keys(
     table: &DeltaTable,
-    candidates: &[&loupe_model::RequestRecord],
+    candidates: &[(i32, u128)],
+    id_column: &str,
 ) -> Result<std::collections::HashSet<u128>, StorageError> {
     use arrow::array::{Array, AsArray};
     use futures::StreamExt;
-    let mut days: Vec<i32> = candidates
-        .iter()
-        .map(|r| loupe_model::schema::day_of(r.created_at))
-        .collect();
+    let mut days: Vec<i32> = candidates.iter().map(|(day, _)| *day).collect();
     days.sort_unstable();
     days.dedup();
-    let wanted: std::collections::HashSet<u128> = candidates
-        .iter()
-        .map(|r| crate::dedup_key(&r.org_id, r.request_id))
-        .collect();
+    let wanted: std::collections::HashSet<u128> = candidates.iter().map(|(_, k)| *k).collect();
     let ctx = SessionContext::new();
     table.update_datafusion_session(&ctx.state())?;
     let provider = table.table_provider().await?;
@@ -427,7 +428,7 @@ pub(crate) async fn stored_keys(
                 false,
             ),
         )?
-        .select_columns(&["request_id", "org_id"])?
+        .select_columns(&[id_column, "org_id"])?
         .execute_stream()
         .await?;
     let mut out = std::collections::HashSet::new();

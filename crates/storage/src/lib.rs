@@ -25,7 +25,7 @@ use arrow::datatypes::{DataType, TimestampMicrosecondType};
 use chrono::Utc;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use futures::future::BoxFuture;
-use loupe_model::{AppendAck, EventSink, RequestRecord, SinkError, records_to_batch};
+use loupe_model::{AppendAck, EventSink, RequestRecord, SinkError, SpanRecord, TableRow};
 use object_store::ObjectStore;
 use tokio::sync::Notify;
 use url::Url;
@@ -33,6 +33,37 @@ use url::Url;
 pub use config::{S3Config, StorageConfig, WalConfig};
 pub use error::StorageError;
 pub use wal::SyncMode;
+
+/// What distinguishes one stored table from another: its name (the directory under `tables/`
+/// or the table URL), its schema, its WAL directory, the column holding each row's id (the
+/// dedup key with `org_id`) and whether it has the hourly roll-up.
+#[derive(Debug, Clone, Copy)]
+pub struct TableSpec {
+    pub name: &'static str,
+    pub schema: fn() -> arrow::datatypes::SchemaRef,
+    pub wal_dir: &'static str,
+    pub id_column: &'static str,
+    pub rollup: bool,
+}
+
+impl TableSpec {
+    /// `requests`: one row per LLM call, with the hourly roll-up.
+    pub const REQUESTS: TableSpec = TableSpec {
+        name: "requests",
+        schema: loupe_model::requests_schema,
+        wal_dir: "wal",
+        id_column: "request_id",
+        rollup: true,
+    };
+    /// `spans`: every OpenTelemetry span (see [`loupe_model::SpanRecord`]).
+    pub const SPANS: TableSpec = TableSpec {
+        name: "spans",
+        schema: loupe_model::spans_schema,
+        wal_dir: "wal-spans",
+        id_column: "span_uid",
+        rollup: false,
+    };
+}
 
 /// What queries see: the table as of its last commit plus every acknowledged record not yet in it.
 #[derive(Clone)]
@@ -96,6 +127,7 @@ impl Dedup {
 
 pub(crate) struct Inner {
     pub(crate) cfg: StorageConfig,
+    pub(crate) spec: TableSpec,
     pub(crate) wal: wal::Wal,
     pub(crate) state: Arc<RwLock<Visible>>,
     dedup: Mutex<Dedup>,
@@ -136,18 +168,24 @@ fn lock_poisoned() -> StorageError {
 }
 
 impl Storage {
-    /// Opens (or creates) the storage under `cfg.data_dir`, replays the WAL and starts the
-    /// background flusher.
+    /// Opens (or creates) the `requests` storage under `cfg.data_dir`, replays the WAL and
+    /// starts the background flusher.
     pub async fn open(cfg: StorageConfig) -> Result<Storage, StorageError> {
+        Self::open_table(cfg, TableSpec::REQUESTS).await
+    }
+
+    /// Opens (or creates) the storage of one table under `cfg.data_dir` (its own WAL directory,
+    /// table and flusher), replays its WAL and starts its background flusher.
+    pub async fn open_table(cfg: StorageConfig, spec: TableSpec) -> Result<Storage, StorageError> {
         std::fs::create_dir_all(&cfg.data_dir)?;
         let data_dir = std::fs::canonicalize(&cfg.data_dir)?;
-        let wal_dir = data_dir.join("wal");
+        let wal_dir = data_dir.join(spec.wal_dir);
         std::fs::create_dir_all(&wal_dir)?;
-        let (table_url, backend) = resolve_table(&cfg, &data_dir)?;
+        let (table_url, backend) = resolve_table(&cfg, &data_dir, spec.name)?;
         let app_id = format!("loupe-wal-{}", cfg.node_id);
 
         let table = match load_table(&table_url, backend.clone()).await? {
-            Some(t) => Some(add_missing_columns(t).await?),
+            Some(t) => Some(add_missing_columns(t, &spec).await?),
             None => None,
         };
         let flushed: i64 = txn_seq(table.as_ref(), &app_id).await?;
@@ -158,12 +196,16 @@ impl Storage {
             pending_rows,
             max_seq,
             wal_bytes,
-        } = replay(&wal_dir, flushed, true)?;
+        } = replay(&wal_dir, flushed, true, &(spec.schema)())?;
         let replayed = pending.len();
         let next_seq = (max_seq + 1).max(0) as u64;
 
-        let rollup_url = rollup_url(&table_url)?;
-        let rollup = load_table(&rollup_url, backend.clone()).await?;
+        let rollup_url = rollup_url(&table_url, spec.rollup)?;
+        let rollup = if spec.rollup {
+            load_table(&rollup_url, backend.clone()).await?
+        } else {
+            None
+        };
         let rollup_seq = txn_seq(rollup.as_ref(), &app_id).await?;
         let state = Arc::new(RwLock::new(Visible {
             table,
@@ -202,6 +244,7 @@ impl Storage {
         let (shutdown, _) = tokio::sync::watch::channel(false);
         let inner = Arc::new(Inner {
             cfg,
+            spec,
             wal,
             state,
             dedup: Mutex::new(dedup),
@@ -256,15 +299,25 @@ impl Storage {
     /// the WAL frames it does not hold yet. Safe while a server owns the directory (nothing is
     /// written, a frame being appended is skipped); used by `loupe query --data-dir`.
     pub async fn read_only_snapshot(cfg: &StorageConfig) -> Result<Snapshot, StorageError> {
+        Self::read_only_snapshot_of(cfg, TableSpec::REQUESTS).await
+    }
+
+    /// [`Storage::read_only_snapshot`] of any table; an empty snapshot when the table and its
+    /// WAL do not exist yet.
+    pub async fn read_only_snapshot_of(
+        cfg: &StorageConfig,
+        spec: TableSpec,
+    ) -> Result<Snapshot, StorageError> {
         let data_dir = std::fs::canonicalize(&cfg.data_dir).map_err(|e| {
             StorageError::Io(std::io::Error::new(
                 e.kind(),
                 format!("no Loupe data directory at {}: {e}", cfg.data_dir.display()),
             ))
         })?;
-        let (table_url, backend) = resolve_table(cfg, &data_dir)?;
+        let (table_url, backend) = resolve_table(cfg, &data_dir, spec.name)?;
         let app_id = format!("loupe-wal-{}", cfg.node_id);
-        let wal_dir = data_dir.join("wal");
+        let wal_dir = data_dir.join(spec.wal_dir);
+        let schema = (spec.schema)();
         // A server may flush (commit, then drop WAL segments) while we read: read the table, then
         // the WAL, and start over if the table moved on meanwhile.
         let mut attempts = 0;
@@ -274,7 +327,7 @@ impl Storage {
             let version = table.as_ref().and_then(|t| t.version());
             let flushed: i64 = txn_seq(table.as_ref(), &app_id).await?;
             let replayed = if wal_dir.is_dir() {
-                replay(&wal_dir, flushed, false)
+                replay(&wal_dir, flushed, false, &schema)
             } else {
                 Ok(Replay {
                     pending: BTreeMap::new(),
@@ -304,10 +357,12 @@ impl Storage {
             }
         };
         // The roll-up, if it is in step with the table that was read.
-        let rollup = match (
-            &table,
-            load_table(&rollup_url(&table_url)?, backend.clone()).await?,
-        ) {
+        let rollup_table = if spec.rollup {
+            load_table(&rollup_url(&table_url, true)?, backend.clone()).await?
+        } else {
+            None
+        };
+        let rollup = match (&table, rollup_table) {
             (Some(t), Some(r)) => {
                 let want = txn_seq(Some(t), &app_id).await?;
                 let have = txn_seq(Some(&r), &app_id).await?;
@@ -338,7 +393,7 @@ impl Storage {
             snap.pending.iter().map(|b| (b.clone(), true)).collect();
         if let Some(table) = &snap.table {
             sources.extend(
-                flush::recent_ids(table, cutoff)
+                flush::recent_ids(table, cutoff, self.inner.spec.id_column)
                     .await?
                     .into_iter()
                     .map(|b| (b, false)),
@@ -347,7 +402,7 @@ impl Storage {
         let mut dedup = self.inner.dedup.lock().map_err(|_| lock_poisoned())?;
         for (b, pending) in &sources {
             let (Some(ids), Some(created), Some(orgs)) = (
-                b.column_by_name("request_id"),
+                b.column_by_name(self.inner.spec.id_column),
                 b.column_by_name("created_at"),
                 b.column_by_name("org_id"),
             ) else {
@@ -387,6 +442,19 @@ impl Storage {
 
     /// Stores records durably; see [`EventSink::append`].
     pub async fn append(&self, records: Vec<RequestRecord>) -> Result<AppendAck, StorageError> {
+        self.append_rows(records).await
+    }
+
+    /// Stores spans durably (a storage opened with [`TableSpec::SPANS`]); spans already stored
+    /// (same trace and span id) are skipped and counted as duplicates.
+    pub async fn append_spans(&self, spans: Vec<SpanRecord>) -> Result<AppendAck, StorageError> {
+        self.append_rows(spans).await
+    }
+
+    /// Stores rows of this storage's table durably, skipping (and counting) rows whose id the
+    /// org already stored.
+    pub async fn append_rows<R: TableRow>(&self, records: Vec<R>) -> Result<AppendAck, StorageError> {
+        self.check_table::<R>()?;
         let total = records.len();
         // Reserve ids first so two concurrent appends of the same id cannot both win. Every
         // reserved id stays in the index for the dedup window after it was ingested.
@@ -399,11 +467,11 @@ impl Storage {
             let mut reserved = Vec::with_capacity(total);
             let mut old = Vec::new();
             for r in records {
-                let id = dedup_key(&r.org_id, r.request_id);
+                let id = dedup_key(r.org_id(), r.row_id());
                 if !in_batch.insert(id) || dedup.seen.contains_key(&id) {
                     continue;
                 }
-                let created = r.created_at.timestamp_micros();
+                let created = r.created_at().timestamp_micros();
                 dedup.seen.insert(id, created.max(now));
                 reserved.push(id);
                 if created < cutoff {
@@ -437,6 +505,18 @@ impl Storage {
         }
     }
 
+    fn check_table<R: TableRow>(&self) -> Result<(), StorageError> {
+        if R::TABLE == self.inner.spec.name {
+            Ok(())
+        } else {
+            Err(StorageError::Config(format!(
+                "{} rows cannot be stored in the {} table",
+                R::TABLE,
+                self.inner.spec.name
+            )))
+        }
+    }
+
     /// Stores records that are new by construction (see [`EventSink::append_unique`]): no dedup
     /// check, no dedup index entry. The index is what would otherwise grow with traffic: about
     /// 40 bytes per record for the whole dedup window (48 h at 1k req/s: ~7 GB).
@@ -444,6 +524,7 @@ impl Storage {
         &self,
         records: Vec<RequestRecord>,
     ) -> Result<AppendAck, StorageError> {
+        self.check_table::<RequestRecord>()?;
         Ok(AppendAck {
             accepted: self.write_new(&records).await?,
             duplicates: 0,
@@ -451,7 +532,7 @@ impl Storage {
     }
 
     /// WAL write (durable on return), memtable, flush trigger. Returns the number written.
-    async fn write_new(&self, records: &[RequestRecord]) -> Result<usize, StorageError> {
+    async fn write_new<R: TableRow>(&self, records: &[R]) -> Result<usize, StorageError> {
         if records.is_empty() {
             return Ok(0);
         }
@@ -477,25 +558,34 @@ impl Storage {
     }
 
     /// Removes from `records` (at the indexes in `old`) those the table already holds.
-    async fn drop_stored(
+    async fn drop_stored<R: TableRow>(
         &self,
-        records: &mut Vec<RequestRecord>,
+        records: &mut Vec<R>,
         old: &[usize],
     ) -> Result<(), StorageError> {
         let Some(table) = self.snapshot().table else {
             return Ok(());
         };
-        let candidates: Vec<&RequestRecord> = old.iter().map(|&i| &records[i]).collect();
-        let stored = flush::stored_keys(&table, &candidates).await?;
+        let candidates: Vec<(i32, u128)> = old
+            .iter()
+            .map(|&i| {
+                let r = &records[i];
+                (
+                    loupe_model::schema::day_of(r.created_at()),
+                    dedup_key(r.org_id(), r.row_id()),
+                )
+            })
+            .collect();
+        let stored = flush::stored_keys(&table, &candidates, self.inner.spec.id_column).await?;
         if stored.is_empty() {
             return Ok(());
         }
-        records.retain(|r| !stored.contains(&dedup_key(&r.org_id, r.request_id)));
+        records.retain(|r| !stored.contains(&dedup_key(r.org_id(), r.row_id())));
         Ok(())
     }
 
-    async fn write_wal(&self, records: &[RequestRecord]) -> Result<(), StorageError> {
-        let batch = records_to_batch(records)?;
+    async fn write_wal<R: TableRow>(&self, records: &[R]) -> Result<(), StorageError> {
+        let batch = R::to_batch(records)?;
         let payload = wal::encode_batch(&batch)?;
         let used = self.inner.wal.bytes();
         let budget = self.inner.cfg.wal.disk_budget_bytes;
@@ -569,7 +659,12 @@ impl Storage {
             .and_then(|e| e.clone())
     }
 
-    /// URL of the `requests` Delta table.
+    /// The table this storage holds.
+    pub fn spec(&self) -> TableSpec {
+        self.inner.spec
+    }
+
+    /// URL of the Delta table.
     pub fn table_url(&self) -> &Url {
         &self.inner.table_url
     }
@@ -617,7 +712,12 @@ struct Replay {
 
 /// Reads every WAL segment; frames with a sequence number above `flushed` are pending. With
 /// `truncate`, a torn tail of the last segment is cut off (only the owner of the WAL may).
-fn replay(wal_dir: &Path, flushed: i64, truncate: bool) -> Result<Replay, StorageError> {
+fn replay(
+    wal_dir: &Path,
+    flushed: i64,
+    truncate: bool,
+    schema: &arrow::datatypes::SchemaRef,
+) -> Result<Replay, StorageError> {
     let mut r = Replay {
         pending: BTreeMap::new(),
         pending_rows: 0,
@@ -634,7 +734,7 @@ fn replay(wal_dir: &Path, flushed: i64, truncate: bool) -> Result<Replay, Storag
             if (f.seq as i64) <= flushed {
                 continue;
             }
-            let batches = wal::decode_batch(&f.payload)?;
+            let batches = wal::decode_batch(&f.payload, schema)?;
             r.pending_rows += batches.iter().map(|b| b.num_rows()).sum::<usize>();
             r.pending.insert(f.seq, batches);
         }
@@ -647,17 +747,21 @@ fn replay(wal_dir: &Path, flushed: i64, truncate: bool) -> Result<Replay, Storag
 /// A table written by an older Loupe lacks the columns added since (they are all nullable):
 /// add them in one metadata-only commit, so queries see every column at once and old files read
 /// as nulls there.
-async fn add_missing_columns(table: DeltaTable) -> Result<DeltaTable, StorageError> {
+async fn add_missing_columns(
+    table: DeltaTable,
+    spec: &TableSpec,
+) -> Result<DeltaTable, StorageError> {
     use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
     let have = table.snapshot()?.schema();
     let mut missing: Vec<deltalake::kernel::StructField> = Vec::new();
-    for f in loupe_model::requests_schema().fields() {
+    for f in (spec.schema)().fields() {
         if have.field(f.name()).is_some() {
             continue;
         }
         if !f.is_nullable() {
             return Err(StorageError::Config(format!(
-                "the requests table lacks the required column '{}'; it was not written by Loupe",
+                "the {} table lacks the required column '{}'; it was not written by Loupe",
+                spec.name,
                 f.name()
             )));
         }
@@ -668,7 +772,8 @@ async fn add_missing_columns(table: DeltaTable) -> Result<DeltaTable, StorageErr
     }
     tracing::info!(
         columns = %missing.iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", "),
-        "adding new columns to the requests table"
+        table = spec.name,
+        "adding new columns"
     );
     Ok(table.add_columns().with_fields(missing).await?)
 }
@@ -684,12 +789,13 @@ pub(crate) async fn txn_seq(table: Option<&DeltaTable>, app_id: &str) -> Result<
     })
 }
 
-/// `requests_hourly` beside `requests`.
-fn rollup_url(table_url: &Url) -> Result<Url, StorageError> {
+/// `requests_hourly` beside `requests` (its directory is created only when `create`).
+fn rollup_url(table_url: &Url, create: bool) -> Result<Url, StorageError> {
     let url = table_url
         .join(&format!("../{}/", rollup::ROLLUP_TABLE))
         .map_err(|e| StorageError::Config(format!("roll-up table url: {e}")))?;
-    if url.scheme() == "file"
+    if create
+        && url.scheme() == "file"
         && let Ok(p) = url.to_file_path()
     {
         std::fs::create_dir_all(p)?;
@@ -700,10 +806,11 @@ fn rollup_url(table_url: &Url) -> Result<Url, StorageError> {
 fn resolve_table(
     cfg: &StorageConfig,
     data_dir: &Path,
+    name: &str,
 ) -> Result<(Url, Option<Arc<dyn ObjectStore>>), StorageError> {
     match &cfg.table_url {
         None => {
-            let dir = data_dir.join("tables").join("requests");
+            let dir = data_dir.join("tables").join(name);
             std::fs::create_dir_all(&dir)?;
             let url = Url::from_directory_path(&dir)
                 .map_err(|_| StorageError::Config(format!("bad data_dir {}", dir.display())))?;
@@ -713,7 +820,7 @@ fn resolve_table(
             let base = Url::parse(raw.trim_end_matches('/'))
                 .map_err(|e| StorageError::Config(format!("storage.table_url '{raw}': {e}")))?;
             let url = Url::parse(&format!(
-                "{}/requests/",
+                "{}/{name}/",
                 base.as_str().trim_end_matches('/')
             ))
             .map_err(|e| StorageError::Config(format!("storage.table_url '{raw}': {e}")))?;

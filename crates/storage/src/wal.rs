@@ -55,12 +55,15 @@ pub fn encode_batch(batch: &RecordBatch) -> Result<Vec<u8>, StorageError> {
 }
 
 /// Decodes a payload written by [`encode_batch`].
-pub fn decode_batch(payload: &[u8]) -> Result<Vec<RecordBatch>, StorageError> {
+pub fn decode_batch(
+    payload: &[u8],
+    schema: &arrow::datatypes::SchemaRef,
+) -> Result<Vec<RecordBatch>, StorageError> {
     let reader = StreamReader::try_new(io::Cursor::new(payload), None)?;
     let mut out = Vec::new();
     for b in reader {
         // Segments written before a column was added come back in the current schema.
-        out.push(loupe_model::schema::upgrade_batch(b?)?);
+        out.push(loupe_model::schema::upgrade_batch_to(b?, schema)?);
     }
     Ok(out)
 }

@@ -548,3 +548,103 @@ async fn a_table_from_before_new_columns_opens_and_gains_them() {
     assert_exactly_once(&visible_ids(&s).await, &all);
     s.shutdown().await;
 }
+
+fn span(i: usize, created: chrono::DateTime<Utc>) -> loupe_model::SpanRecord {
+    let trace = format!("{:032x}", 0xabc0 + i / 4);
+    let span_id = format!("{:016x}", 0x10 + i);
+    loupe_model::SpanRecord {
+        span_uid: Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("{trace}:{span_id}").as_bytes()),
+        org_id: "default".into(),
+        trace_id: trace,
+        span_id,
+        parent_span_id: None,
+        created_at: created,
+        completed_at: created,
+        duration_ms: 0,
+        name: format!("task {i}"),
+        kind: "internal".into(),
+        status: "unset".into(),
+        status_message: None,
+        service_name: Some("svc".into()),
+        scope_name: None,
+        request_id: None,
+        user_id: None,
+        session_id: Some("s".into()),
+        session_path: None,
+        session_name: None,
+        properties: Default::default(),
+        attributes: "{}".into(),
+        resource: "{}".into(),
+        events: None,
+        links: None,
+    }
+}
+
+async fn span_names(s: &Storage) -> Vec<String> {
+    let snap = s.snapshot();
+    let mut batches = snap.pending.clone();
+    if let Some(t) = &snap.table {
+        let ctx = SessionContext::new();
+        t.update_datafusion_session(&ctx.state()).expect("session");
+        let p = t.table_provider().await.expect("provider");
+        batches.extend(ctx.read_table(p).expect("read").collect().await.expect("collect"));
+    }
+    let mut out = Vec::new();
+    for b in batches {
+        let names = arrow::compute::cast(b.column_by_name("name").expect("name"), &DataType::Utf8)
+            .expect("cast");
+        let names = names.as_string::<i32>();
+        out.extend((0..names.len()).map(|i| names.value(i).to_string()));
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn spans_table_has_its_own_wal_table_and_dedup() {
+    use loupe_storage::TableSpec;
+    let dir = tempfile::tempdir().expect("tmp");
+    let requests = Storage::open(config(dir.path())).await.expect("open requests");
+    let spans = Storage::open_table(config(dir.path()), TableSpec::SPANS)
+        .await
+        .expect("open spans");
+    let now = Utc::now();
+    // An old span (outside the dedup window) too: it is checked against the table on demand.
+    let old = now - Duration::days(30);
+    let batch: Vec<_> = (0..6).map(|i| span(i, now)).chain([span(6, old)]).collect();
+    let ack = spans.append_spans(batch.clone()).await.expect("append");
+    assert_eq!((ack.accepted, ack.duplicates), (7, 0));
+    // Rows of the other table are refused, not mixed in.
+    let err = spans.append(vec![record(0)]).await.expect_err("wrong table");
+    assert!(err.to_string().contains("requests rows cannot be stored in the spans table"));
+    assert_eq!(requests.pending_rows(), 0);
+    // Unflushed spans survive a restart (WAL replay) and are not stored twice.
+    spans.shutdown().await;
+    drop(spans);
+    let spans = Storage::open_table(config(dir.path()), TableSpec::SPANS)
+        .await
+        .expect("reopen");
+    assert_eq!(span_names(&spans).await.len(), 7);
+    assert!(dir.path().join("tables/spans").is_dir());
+    assert!(dir.path().join("wal-spans").is_dir());
+    assert!(!dir.path().join("tables/spans_hourly").exists());
+    spans.flush().await.expect("flush");
+    assert!(spans.snapshot().rollup.is_none(), "spans have no roll-up");
+    spans.shutdown().await;
+    drop(spans);
+    let spans = Storage::open_table(config(dir.path()), TableSpec::SPANS)
+        .await
+        .expect("reopen after flush");
+    let again = spans.append_spans(batch).await.expect("re-send");
+    assert_eq!((again.accepted, again.duplicates), (0, 7));
+    let names = span_names(&spans).await;
+    assert_eq!(names.len(), 7, "{names:?}");
+    // The requests table is untouched, and a reader sees the spans without owning the WAL.
+    assert!(visible_ids(&requests).await.is_empty());
+    let snap = Storage::read_only_snapshot_of(&config(dir.path()), TableSpec::SPANS)
+        .await
+        .expect("read-only");
+    assert!(snap.table.is_some());
+    spans.shutdown().await;
+    requests.shutdown().await;
+}
