@@ -61,8 +61,11 @@ def test_openllmetry_spans_become_requests_with_tokens_cost_user_and_properties(
     inst = OpenAIInstrumentor()
     inst.instrument(tracer_provider=tp, logger_provider=lp)
     try:
-        answer = chat(provider)
-        streamed = chat(provider, stream=True)
+        # A workflow span around both calls, as Traceloop's @workflow does.
+        with tp.get_tracer("e2e").start_as_current_span("answer.workflow") as wf:
+            wf.set_attribute("traceloop.span.kind", "workflow")
+            answer = chat(provider)
+            streamed = chat(provider, stream=True)
     finally:
         inst.uninstrument()
     assert answer and streamed
@@ -91,6 +94,20 @@ def test_openllmetry_spans_become_requests_with_tokens_cost_user_and_properties(
     assert answer in plain["response_body"]
     assert streamed_row["stream"] is True
     assert streamed_row["prompt_tokens"] > 0
+
+    # Every span is in `spans`: the workflow and, under it, the two LLM calls linked to their
+    # request records.
+    spans = hql(loupe, "spans | order by created_at asc | project name, span_id, parent_span_id, is_llm, "
+                       "request_id, trace_id, session_id, service_name")
+    assert len(spans) == 3, spans
+    root = next(s for s in spans if s["name"] == "answer.workflow")
+    assert root["is_llm"] is False and root["parent_span_id"] is None
+    assert root["session_id"] == "sess-1" and root["service_name"] == "otlp-e2e"
+    llm = [s for s in spans if s["is_llm"]]
+    assert len(llm) == 2
+    assert all(s["parent_span_id"] == root["span_id"] and s["trace_id"] == root["trace_id"] for s in llm)
+    ids = hql(loupe, "requests | project request_id")
+    assert sorted(s["request_id"] for s in llm) == sorted(r["request_id"] for r in ids)
 
 
 def test_openllmetry_event_logs_are_joined_into_the_record(loupe_factory, provider):

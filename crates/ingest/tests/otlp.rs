@@ -88,7 +88,94 @@ fn every_trace_capture_decodes_to_the_same_records_in_protobuf_and_json() {
             )
         );
         assert_json_snapshot!(format!("traces__{name}"), record_json(r));
+        // Every span is a `spans` row; the LLM span's links to its record and does not repeat
+        // the prompts and completions the record holds.
+        assert_eq!(pb.spans.len(), pb.records.len() + pb.other_spans, "{name}");
+        let row = pb
+            .spans
+            .iter()
+            .find(|s| s.request_id.is_some())
+            .expect("the LLM span's row");
+        assert_eq!(row.request_id, Some(r.request_id));
+        assert_eq!(Some(&row.trace_id), r.trace_id.as_ref());
+        assert!(!row.attributes.contains("gen_ai.input.messages"), "{name}");
+        assert!(!row.attributes.contains("gen_ai.prompt.0"), "{name}");
+        assert_json_snapshot!(format!("spans__{name}"), spans_json(&pb.spans));
     }
+}
+
+fn spans_json(spans: &[loupe_model::SpanRecord]) -> Value {
+    let rows: Vec<Value> = spans
+        .iter()
+        .map(|s| {
+            let mut v = serde_json::to_value(s).expect("json");
+            for col in ["attributes", "resource", "events", "links"] {
+                if let Some(t) = v[col].as_str() {
+                    v[col] = serde_json::from_str(t).expect("JSON columns");
+                }
+            }
+            v
+        })
+        .collect();
+    Value::Array(rows)
+}
+
+#[test]
+fn a_workflow_tree_keeps_parents_sessions_events_and_links() {
+    let t = "0af7651916cd43dd8448eb211c80319c";
+    let assoc = |k: &str, v: &str| json!({"key": format!("traceloop.association.properties.{k}"), "value": {"stringValue": v}});
+    let body = json!({"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "support-bot"}}]},
+        "scopeSpans": [{"scope": {"name": "opentelemetry.instrumentation.langchain", "version": "0.1"}, "spans": [
+        {"traceId": t, "spanId": "00f067aa0ba902b7", "name": "answer.workflow", "kind": 1,
+         "startTimeUnixNano": "1795341591000000000", "endTimeUnixNano": "1795341592250000000",
+         "attributes": [assoc("Helicone-Session-Id", "sess-9"), assoc("Helicone-User-Id", "u1"),
+                        assoc("Helicone-Property-Tier", "gold"),
+                        {"key": "traceloop.entity.input", "value": {"stringValue": "{\"q\": \"hi\"}"}}],
+         "events": [{"timeUnixNano": "1795341591500000000", "name": "retry",
+                     "attributes": [{"key": "attempt", "value": {"intValue": "2"}}]}],
+         "links": [{"traceId": "4bf92f3577b34da6a3ce929d0e0e4736", "spanId": "53995c3f42cd8ad8"}],
+         "status": {"code": 1}},
+        {"traceId": t, "spanId": "00f067aa0ba902b8", "parentSpanId": "00f067aa0ba902b7",
+         "name": "search.tool", "kind": 3,
+         "startTimeUnixNano": "1795341591100000000", "endTimeUnixNano": "1795341591300000000",
+         "attributes": [assoc("Helicone-Session-Id", "sess-9")],
+         "status": {"code": 2, "message": "index unavailable"}}
+    ]}]}]});
+    let req = decode_traces(body.to_string().as_bytes(), OtlpFormat::Json).expect("decodes");
+    let out = map_traces(&req, &ctx()).expect("maps");
+    assert_eq!(
+        (out.records.len(), out.other_spans, out.rejected),
+        (0, 2, 0)
+    );
+    let (wf, tool) = (&out.spans[0], &out.spans[1]);
+    assert_eq!(wf.kind, "internal");
+    assert_eq!(tool.kind, "client");
+    assert_eq!(wf.status, "ok");
+    assert_eq!(
+        (tool.status.as_str(), tool.status_message.as_deref()),
+        ("error", Some("index unavailable"))
+    );
+    assert_eq!(wf.duration_ms, 1250);
+    assert_eq!(wf.session_id.as_deref(), Some("sess-9"));
+    assert_eq!(wf.user_id.as_deref(), Some("u1"));
+    assert_eq!(wf.properties.get("tier").map(String::as_str), Some("gold"));
+    assert_eq!(tool.parent_span_id.as_deref(), Some("00f067aa0ba902b7"));
+    assert_eq!(wf.service_name.as_deref(), Some("support-bot"));
+    assert_eq!(
+        wf.scope_name.as_deref(),
+        Some("opentelemetry.instrumentation.langchain")
+    );
+    let events: Value = serde_json::from_str(wf.events.as_deref().expect("events")).expect("json");
+    assert_eq!(
+        events,
+        json!([{"name": "retry", "time": "2026-11-22T09:59:51.500000000Z", "attributes": {"attempt": 2}}])
+    );
+    let links: Value = serde_json::from_str(wf.links.as_deref().expect("links")).expect("json");
+    assert_eq!(links[0]["span_id"], "53995c3f42cd8ad8");
+    // Workflow attributes are kept whole (only an LLM span leaves its bodies to the record).
+    assert!(wf.attributes.contains("traceloop.entity.input"));
+    assert_eq!(tool.events, None);
 }
 
 #[test]
@@ -259,6 +346,20 @@ fn non_llm_spans_and_missing_timestamps() {
         "{}",
         out.message()
     );
+    // Every stored span is a `spans` row; the LLM call's row links to its record.
+    assert_eq!(out.spans.len(), 2, "the rejected span is not stored either");
+    let (wf, llm) = (&out.spans[0], &out.spans[1]);
+    assert_eq!(wf.name, "qa.workflow");
+    assert_eq!(wf.request_id, None);
+    assert_eq!(wf.parent_span_id, None);
+    assert_eq!(wf.status, "unset");
+    assert_eq!(wf.org_id, "org_test");
+    let attrs: Value = serde_json::from_str(&wf.attributes).expect("json");
+    assert_eq!(attrs, json!({"traceloop.span.kind": "workflow"}));
+    assert_eq!(llm.parent_span_id.as_deref(), Some("0102030405060709"));
+    assert_eq!(llm.request_id, Some(out.records[0].request_id));
+    assert_eq!(llm.span_uid, out.records[0].request_id);
+    assert_ne!(wf.span_uid, llm.span_uid);
     let r = &out.records[0];
     assert_eq!(r.created_at, c.now, "no timestamps: now");
     assert_eq!(r.latency_ms, 0);

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Date32Builder, Int64Builder, MapBuilder, RecordBatch,
-    StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, BooleanBuilder, Date32Builder, Int64Builder, MapBuilder, RecordBatch, StringBuilder,
+    TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chrono::{DateTime, Utc};
@@ -237,7 +237,10 @@ mod tests {
         assert!(!llm.value(0) && llm.value(1));
         let parent = b.column_by_name("parent_span_id").unwrap();
         assert!(parent.is_null(0) && !parent.is_null(1));
-        let day = b.column_by_name("day").unwrap().as_primitive::<arrow::datatypes::Date32Type>();
+        let day = b
+            .column_by_name("day")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Date32Type>();
         assert_eq!(day.value(0), day_of(span(0, false).created_at));
     }
 }

@@ -56,7 +56,7 @@ pub(crate) async fn catalog(
     requests_rollup: Option<loupe_hql_plan::RollupSources>,
 ) -> Result<impl Catalog, QueryError> {
     let mut tables = Vec::new();
-    for name in ["requests"] {
+    for name in ["requests", "spans"] {
         if let Ok(t) = ctx.table_provider(name).await {
             tables.push((name.to_string(), provider_as_source(t)));
         }

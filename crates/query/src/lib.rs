@@ -62,6 +62,8 @@ pub struct Explain {
 #[derive(Clone)]
 pub struct QueryEngine {
     source: Source,
+    /// The `spans` table, when this engine has one.
+    spans: Option<Source>,
     limits: QueryLimits,
     permits: Arc<tokio::sync::Semaphore>,
 }
@@ -99,9 +101,22 @@ impl QueryEngine {
         let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent.max(1)));
         QueryEngine {
             source,
+            spans: None,
             limits,
             permits,
         }
+    }
+
+    /// Adds the `spans` table (live storage opened with `TableSpec::SPANS`).
+    pub fn with_spans(mut self, spans: Storage) -> Self {
+        self.spans = Some(Source::Live(spans));
+        self
+    }
+
+    /// Adds the `spans` table from a fixed snapshot.
+    pub fn with_spans_snapshot(mut self, spans: Snapshot) -> Self {
+        self.spans = Some(Source::Fixed(spans));
+        self
     }
 
     pub fn limits(&self) -> &QueryLimits {
@@ -224,6 +239,15 @@ impl QueryEngine {
         }
         let table = RequestsTable::try_new(snapshot).await?;
         ctx.register_table("requests", Arc::new(table))?;
+        if let Some(spans) = &self.spans {
+            let snapshot = spans.snapshot();
+            if let Some(t) = &snapshot.table {
+                t.update_datafusion_session(&ctx.state())
+                    .map_err(|e| QueryError::Storage(e.to_string()))?;
+            }
+            let table = RequestsTable::with_schema(snapshot, loupe_model::spans_schema()).await?;
+            ctx.register_table("spans", Arc::new(table))?;
+        }
         Ok(ctx)
     }
 

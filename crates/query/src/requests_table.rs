@@ -30,7 +30,14 @@ pub struct RequestsTable {
 }
 
 impl RequestsTable {
+    /// The `requests` table of a snapshot.
     pub async fn try_new(snapshot: Snapshot) -> Result<Self, QueryError> {
+        Self::with_schema(snapshot, loupe_model::requests_schema()).await
+    }
+
+    /// Any stored table of a snapshot; `schema` is used until the first flush creates the
+    /// Delta table.
+    pub async fn with_schema(snapshot: Snapshot, schema: SchemaRef) -> Result<Self, QueryError> {
         let delta = match &snapshot.table {
             Some(t) => Some(
                 t.table_provider()
@@ -41,7 +48,7 @@ impl RequestsTable {
         };
         let schema = match &delta {
             Some(d) => d.schema(),
-            None => loupe_model::requests_schema(),
+            None => schema,
         };
         Ok(RequestsTable {
             schema,

@@ -18,7 +18,10 @@ use crate::keys::KeyStore;
 
 /// Everything handlers share. No globals: this is passed to the router as state.
 pub struct AppState {
+    /// The `requests` table.
     pub storage: Storage,
+    /// The `spans` table (OTLP spans of every kind).
+    pub spans: Storage,
     pub query: loupe_query::QueryEngine,
     pub prices: Arc<PriceTable>,
     pub keys: Arc<KeyStore>,
@@ -100,6 +103,25 @@ async fn metrics(State(st): State<Shared>) -> impl IntoResponse {
         st.storage.wal_bytes(),
         st.storage.dedup_index_len(),
     );
+    let sp = st.spans.stats();
+    let (waiting, expired) = st.otlp.join_stats();
+    let body = body
+        + &format!(
+            "# TYPE loupe_spans_ingested_total counter\nloupe_spans_ingested_total {}\n\
+             # TYPE loupe_spans_duplicate_total counter\nloupe_spans_duplicate_total {}\n\
+             # TYPE loupe_spans_flush_errors_total counter\nloupe_spans_flush_errors_total {}\n\
+             # TYPE loupe_spans_pending gauge\nloupe_spans_pending {}\n\
+             # TYPE loupe_spans_wal_bytes gauge\nloupe_spans_wal_bytes {}\n\
+             # TYPE loupe_otlp_join_waiting_spans gauge\nloupe_otlp_join_waiting_spans {}\n\
+             # TYPE loupe_otlp_join_expired_events_total counter\nloupe_otlp_join_expired_events_total {}\n",
+            sp.appended_records.load(Relaxed),
+            sp.duplicate_records.load(Relaxed),
+            sp.flush_errors.load(Relaxed),
+            st.spans.pending_rows(),
+            st.spans.wal_bytes(),
+            waiting,
+            expired,
+        );
     let body = match &st.gateway {
         Some(g) => body + &g.render_prometheus(),
         None => body,

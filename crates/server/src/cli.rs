@@ -99,7 +99,14 @@ pub async fn query_dir(
     let snapshot = loupe_storage::Storage::read_only_snapshot(&cfg.storage)
         .await
         .map_err(|e| e.to_string())?;
-    let engine = loupe_query::QueryEngine::over_snapshot(snapshot, cfg.query.limits());
+    let spans = loupe_storage::Storage::read_only_snapshot_of(
+        &cfg.storage,
+        loupe_storage::TableSpec::SPANS,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let engine = loupe_query::QueryEngine::over_snapshot(snapshot, cfg.query.limits())
+        .with_spans_snapshot(spans);
     let out = match engine.hql(org, src).await {
         Ok(out) => out,
         Err(e) => {

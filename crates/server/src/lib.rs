@@ -47,7 +47,11 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     let storage = Storage::open(cfg.storage.clone())
         .await
         .map_err(|e| format!("cannot open storage: {e}"))?;
-    let query = loupe_query::QueryEngine::new(storage.clone(), cfg.query.limits());
+    let spans = Storage::open_table(cfg.storage.clone(), loupe_storage::TableSpec::SPANS)
+        .await
+        .map_err(|e| format!("cannot open the spans table: {e}"))?;
+    let query = loupe_query::QueryEngine::new(storage.clone(), cfg.query.limits())
+        .with_spans(spans.clone());
     let keys_enabled = keys.enabled();
     let keys = Arc::new(keys);
     let gateway = loupe_gateway::Gateway::new(
@@ -60,13 +64,14 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     .map_err(|e| format!("gateway: {e}"))?;
     let state = Arc::new(app::AppState {
         storage: storage.clone(),
+        spans: spans.clone(),
         query,
         prices,
         keys,
         gateway: Some(gateway.clone()),
         limits: cfg.ingest,
         max_body_bytes: cfg.server.max_body_bytes,
-        otlp: otlp::OtlpState::new(&cfg.otlp),
+        otlp: otlp::OtlpState::open(&cfg.otlp, &cfg.storage.data_dir)?,
     });
     let grpc_listener = bind_grpc(&cfg, keys_enabled).await?;
     let listener = TcpListener::bind(cfg.server.listen)
@@ -108,7 +113,7 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     served?;
     tracing::info!("shutting down: flushing acknowledged records");
     gateway.shutdown().await;
-    storage.shutdown().await;
+    tokio::join!(storage.shutdown(), spans.shutdown());
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 //! the body, joins event logs to their span's record, writes records durably and answers in
 //! the request's encoding.
 
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use loupe_ingest::IngestContext;
 use loupe_ingest::otlp::{self, BodyError, EventJoin, OtlpFormat};
 use loupe_model::{ErrorKind, RequestRecord};
+use loupe_storage::journal::Journal;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
 };
@@ -42,8 +44,9 @@ pub struct OtlpConfig {
     /// (127.0.0.1:4317) is taken, Loupe logs a warning and runs without gRPC; any other address
     /// that cannot be bound is an error.
     pub grpc_listen: String,
-    /// How long event logs (`gen_ai.user.message`, `gen_ai.choice`, …) wait in memory for
-    /// their span to arrive and be joined into its record.
+    /// How long event logs (`gen_ai.user.message`, `gen_ai.choice`, …) wait for their span
+    /// to arrive and be joined into its record. Waiting events are journaled to disk
+    /// (`<data_dir>/otlp/join.jsonl`) before they are acknowledged, so a restart keeps them.
     pub join_window_secs: u64,
     /// At most this many spans' event logs wait at once (oldest dropped first).
     pub join_max_spans: usize,
@@ -62,18 +65,69 @@ impl Default for OtlpConfig {
 /// Receiver state shared by the handlers.
 #[derive(Debug)]
 pub struct OtlpState {
+    /// The journal first, then the join: whoever writes the journal holds its lock while it
+    /// updates the join, so a journal rewrite always sees every entry written before it.
+    journal: Mutex<Journal>,
     join: Mutex<EventJoin>,
 }
 
+/// Journal lines past which it is rewritten with only the live entries (times the live count).
+const JOURNAL_SLACK: usize = 4;
+const JOURNAL_MIN_LINES: usize = 10_000;
+
 impl OtlpState {
-    pub fn new(cfg: &OtlpConfig) -> Self {
-        OtlpState {
-            join: Mutex::new(EventJoin::new(
-                cfg.join_max_spans,
-                Duration::from_secs(cfg.join_window_secs),
-            )),
+    /// Opens the event-log journal under `data_dir` and rebuilds the join from it.
+    pub fn open(cfg: &OtlpConfig, data_dir: &Path) -> Result<Self, String> {
+        let path = data_dir.join("otlp").join("join.jsonl");
+        let (mut journal, entries) =
+            Journal::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut join = EventJoin::new(
+            cfg.join_max_spans,
+            Duration::from_secs(cfg.join_window_secs),
+        );
+        let bad = join.restore(&entries, chrono::Utc::now());
+        if bad > 0 {
+            tracing::warn!(entries = bad, path = %path.display(), "ignored unreadable OTLP join journal entries");
         }
+        if join.waiting() > 0 {
+            tracing::info!(
+                spans = join.waiting(),
+                "event logs still waiting for their span"
+            );
+        }
+        journal
+            .rewrite(&join.live_entries())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(OtlpState {
+            journal: Mutex::new(journal),
+            join: Mutex::new(join),
+        })
     }
+
+    /// Spans whose event logs wait for them, and event log records dropped because their span
+    /// did not come in time (for `/metrics`).
+    pub fn join_stats(&self) -> (usize, u64) {
+        self.join
+            .lock()
+            .map(|j| (j.waiting(), j.expired_events()))
+            .unwrap_or((0, 0))
+    }
+}
+
+fn poisoned() -> ApiError {
+    ApiError::new(
+        ErrorKind::Internal,
+        "OTLP join state is unavailable (a worker panicked)",
+    )
+}
+
+/// Runs `f` on the blocking pool (journal writes `fsync`).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::new(ErrorKind::Internal, format!("OTLP worker failed: {e}")))?
 }
 
 /// gRPC status code for an error kind (the `code` of the protobuf `google.rpc.Status` body).
@@ -155,7 +209,8 @@ struct Outcome {
     message: String,
 }
 
-/// Maps, joins and durably stores the LLM spans of one export request (HTTP or gRPC).
+/// Maps, joins and durably stores the spans of one export request (HTTP or gRPC): LLM calls
+/// as request records, every span as a `spans` row.
 async fn ingest_traces(
     st: &Shared,
     org: &str,
@@ -179,34 +234,58 @@ async fn ingest_traces(
     }
     let keys: Vec<(String, String)> = out.records.iter().filter_map(span_key).collect();
     let records = std::mem::take(&mut out.records);
-    if !records.is_empty() {
-        st.storage
-            .append(records)
-            .await
-            .map_err(loupe_model::SinkError::from)?;
-    }
-    if let Ok(mut join) = st.otlp.join.lock() {
-        for (t, s) in &keys {
-            join.stored(org, t, s, now);
+    let spans = std::mem::take(&mut out.spans);
+    // Both durable before the answer; a failure of either fails the export, and the exporter's
+    // retry stores nothing twice (ids are derived from trace and span ids).
+    let write_records = async {
+        if !records.is_empty() {
+            st.storage.append(records).await?;
         }
+        Ok::<_, loupe_storage::StorageError>(())
+    };
+    let write_spans = async {
+        if !spans.is_empty() {
+            st.spans.append_spans(spans).await?;
+        }
+        Ok::<_, loupe_storage::StorageError>(())
+    };
+    tokio::try_join!(write_records, write_spans).map_err(loupe_model::SinkError::from)?;
+    if !keys.is_empty() {
+        let otlp = st.clone();
+        let org = org.to_owned();
+        // Best effort (no fsync): a lost `done` mark only lets late events wait until expiry.
+        blocking(move || {
+            let mut journal = otlp.otlp.journal.lock().map_err(|_| poisoned())?;
+            let mut join = otlp.otlp.join.lock().map_err(|_| poisoned())?;
+            let entries: Vec<serde_json::Value> = keys
+                .iter()
+                .map(|(t, s)| EventJoin::done_entry(&org, t, s, now))
+                .collect();
+            if let Err(e) = journal.append(&entries, false) {
+                tracing::warn!(error = %e, "OTLP join journal write failed");
+            }
+            for (t, s) in &keys {
+                join.stored(&org, t, s, now);
+            }
+            compact_journal(&mut journal, &join);
+            Ok(())
+        })
+        .await?;
     }
-    let mut message = out.message();
-    let mut rejected = out.rejected;
-    if out.other_spans > 0 {
-        // No spans table yet: say so rather than drop them silently.
-        rejected += out.other_spans;
-        let note = format!(
-            "{} spans that are not LLM calls (workflow, task, tool, HTTP…) were not stored: Loupe \
-             stores LLM-call spans only",
-            out.other_spans
-        );
-        message = if message.is_empty() {
-            note
-        } else {
-            format!("{message}; {note}")
-        };
+    Ok(Outcome {
+        rejected: out.rejected,
+        message: out.message(),
+    })
+}
+
+/// Rewrites the journal with the live entries once it is mostly dead lines.
+fn compact_journal(journal: &mut Journal, join: &EventJoin) {
+    let live = join.live_entries();
+    if journal.lines() > (live.len() * JOURNAL_SLACK).max(JOURNAL_MIN_LINES)
+        && let Err(e) = journal.rewrite(&live)
+    {
+        tracing::warn!(error = %e, "OTLP join journal rewrite failed");
     }
-    Ok(Outcome { rejected, message })
 }
 
 fn span_key(r: &RequestRecord) -> Option<(String, String)> {
@@ -226,19 +305,44 @@ async fn ingest_logs(
     let now = chrono::Utc::now();
     let mut reasons = out.reasons.clone();
     let mut rejected = out.rejected;
-    if let Ok(mut join) = st.otlp.join.lock() {
-        for (key, ev) in out.events {
-            let n = ev.input.len() + ev.output.len();
-            let span = key.1.clone();
-            if !join.offer(org, key, ev, now) {
-                rejected += n;
-                reasons.push(format!(
-                    "{n} event logs of span {span} arrived after the span was stored and cannot be \
-                     joined to its record; export logs before (or with) traces, e.g. flush the \
-                     LoggerProvider first"
-                ));
-            }
+    let otlp = st.clone();
+    let org = org.to_owned();
+    let events = out.events;
+    // Journal (fsync) the events that will wait, then offer them: acknowledged means durable.
+    let late = blocking(move || {
+        let mut journal = otlp.otlp.journal.lock().map_err(|_| poisoned())?;
+        let mut join = otlp.otlp.join.lock().map_err(|_| poisoned())?;
+        let (waiting, late): (Vec<_>, Vec<_>) = events
+            .into_iter()
+            .partition(|(key, _)| join.accepts(&org, key, now));
+        let entries: Vec<serde_json::Value> = waiting
+            .iter()
+            .map(|(key, ev)| EventJoin::wait_entry(&org, key, ev, now))
+            .collect();
+        journal.append(&entries, true).map_err(|e| ApiError {
+            retry_after_secs: Some(1),
+            ..ApiError::new(
+                ErrorKind::Unavailable,
+                format!("cannot make event logs durable: {e}; retry"),
+            )
+        })?;
+        for (key, ev) in waiting {
+            join.offer(&org, key, ev, now);
         }
+        compact_journal(&mut journal, &join);
+        Ok(late
+            .into_iter()
+            .map(|(key, ev)| (key.1, ev.input.len() + ev.output.len()))
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    for (span, n) in late {
+        rejected += n;
+        reasons.push(format!(
+            "{n} event logs of span {span} arrived after the span was stored and cannot be \
+             joined to its record; export logs before (or with) traces, e.g. flush the \
+             LoggerProvider first"
+        ));
     }
     if out.other_logs > 0 {
         rejected += out.other_logs;

@@ -175,19 +175,102 @@ async fn event_logs_join_their_span_and_other_signals_are_reported() {
     let v: Value = serde_json::from_slice(&body).expect("json");
     assert_eq!(v["partialSuccess"]["rejectedLogRecords"], "1", "{v}");
 
-    // A workflow span is not an LLM call.
+    // A workflow span is not an LLM call: a `spans` row, not a request.
     let wf = json!({"resourceSpans": [{"scopeSpans": [{"spans": [{
         "traceId": "0102030405060708090a0b0c0d0e0f10", "spanId": "0102030405060709", "name": "qa.workflow",
-        "attributes": [{"key": "traceloop.span.kind", "value": {"stringValue": "workflow"}}]}]}]}]});
+        "attributes": [{"key": "traceloop.span.kind", "value": {"stringValue": "workflow"}},
+                       {"key": "traceloop.association.properties.Helicone-Session-Id", "value": {"stringValue": "s-7"}}]}]}]}]});
     let (s, _, body) = post(&l, "/v1/traces", JSON, false, wf.to_string().into_bytes()).await;
     assert_eq!(s, 200);
-    let v: Value = serde_json::from_slice(&body).expect("json");
-    assert_eq!(v["partialSuccess"]["rejectedSpans"], "1", "{v}");
-    assert!(
-        v["partialSuccess"]["errorMessage"]
-            .as_str()
-            .is_some_and(|m| m.contains("not LLM calls"))
+    assert_eq!(body, b"{}", "{}", String::from_utf8_lossy(&body));
+    let v = hql(
+        &l,
+        "spans | sort by created_at asc | project name, is_llm, session_id, request_id",
+    )
+    .await;
+    let rows = v["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2, "{v}");
+    let llm = rows.iter().find(|r| r[1] == true).expect("the LLM span");
+    let wf = rows
+        .iter()
+        .find(|r| r[0] == "qa.workflow")
+        .expect("the workflow span");
+    assert_eq!(wf[2], "s-7");
+    assert_eq!(wf[3], Value::Null);
+    // The LLM span's row points at its request record.
+    let id = llm[3].as_str().expect("request_id");
+    let v = hql(
+        &l,
+        &format!("requests | where request_id == \"{id}\" | count"),
+    )
+    .await;
+    assert_eq!(v["rows"][0][0], 1, "{v}");
+    l.sigterm_and_wait();
+}
+
+#[tokio::test]
+async fn event_logs_acknowledged_before_their_span_survive_a_crash() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let l = Loupe::start(dir.path(), &[], &[]);
+    for f in [
+        "openllmetry_events_user_message_logs.pb",
+        "openllmetry_events_choice_logs.json",
+    ] {
+        let ct = if f.ends_with(".pb") { PB } else { JSON };
+        let (s, _, body) = post(&l, "/v1/logs", ct, false, fixture(f)).await;
+        assert_eq!(s, 200, "{f}: {}", String::from_utf8_lossy(&body));
+        assert!(!String::from_utf8_lossy(&body).contains("partialSuccess"));
+    }
+    let m = client()
+        .get(l.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(
+        common::metric(&m, "loupe_otlp_join_waiting_spans"),
+        Some(1),
+        "{m}"
     );
+    // SIGKILL: nothing gets a chance to flush. The span arrives after the restart.
+    l.sigkill();
+    let l = Loupe::start(dir.path(), &[], &[]);
+    let (s, _, _) = post(
+        &l,
+        "/v1/traces",
+        PB,
+        false,
+        fixture("openllmetry_events_mode_traces.pb"),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let v = hql(
+        &l,
+        "requests | where span_id == \"66267a40c0fb55c3\" | project request_body, response_body",
+    )
+    .await;
+    let req: Value =
+        serde_json::from_str(v["rows"][0][0].as_str().expect("request_body")).expect("json");
+    assert_eq!(req["messages"][0]["role"], "user", "{v}");
+    let resp: Value =
+        serde_json::from_str(v["rows"][0][1].as_str().expect("response_body")).expect("json");
+    assert_eq!(resp["messages"][0]["parts"][0]["content"], "Jupiter.");
+    // Joined: after another crash the events do not wait again, and late copies are refused.
+    l.sigkill();
+    let l = Loupe::start(dir.path(), &[], &[]);
+    let (s, _, body) = post(
+        &l,
+        "/v1/logs",
+        JSON,
+        false,
+        fixture("openllmetry_events_choice_logs.json"),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let v: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(v["partialSuccess"]["rejectedLogRecords"], "1", "{v}");
     l.sigterm_and_wait();
 }
 
@@ -280,17 +363,20 @@ async fn grpc_export_stores_the_same_records() {
         let resp = c.export(r).await.expect("export").into_inner();
         assert_eq!(resp.partial_success, None);
     }
-    // A workflow span: partial success over gRPC too.
+    // A workflow span (no GenAI attributes, its own id): stored in `spans` only.
     let mut wf = req.clone();
     for rs in &mut wf.resource_spans {
         for ss in &mut rs.scope_spans {
             for sp in &mut ss.spans {
                 sp.attributes.clear();
+                sp.span_id = vec![9; 8];
             }
         }
     }
     let resp = c.export(wf).await.expect("export").into_inner();
-    assert_eq!(resp.partial_success.map(|p| p.rejected_spans), Some(1));
+    assert_eq!(resp.partial_success, None);
+    let v = hql(&l, "spans | summarize n = count(), llm = countif(is_llm)").await;
+    assert_eq!(v["rows"], json!([[2, 1]]), "{v}");
     // Bad ids: INVALID_ARGUMENT.
     let mut bad = req.clone();
     bad.resource_spans[0].scope_spans[0].spans[0].trace_id = vec![1, 2, 3];

@@ -11,6 +11,7 @@
 pub mod config;
 pub mod error;
 mod flush;
+pub mod journal;
 pub mod rollup;
 pub mod wal;
 
@@ -453,7 +454,10 @@ impl Storage {
 
     /// Stores rows of this storage's table durably, skipping (and counting) rows whose id the
     /// org already stored.
-    pub async fn append_rows<R: TableRow>(&self, records: Vec<R>) -> Result<AppendAck, StorageError> {
+    pub async fn append_rows<R: TableRow>(
+        &self,
+        records: Vec<R>,
+    ) -> Result<AppendAck, StorageError> {
         self.check_table::<R>()?;
         let total = records.len();
         // Reserve ids first so two concurrent appends of the same id cannot both win. Every
@@ -819,11 +823,8 @@ fn resolve_table(
         Some(raw) => {
             let base = Url::parse(raw.trim_end_matches('/'))
                 .map_err(|e| StorageError::Config(format!("storage.table_url '{raw}': {e}")))?;
-            let url = Url::parse(&format!(
-                "{}/{name}/",
-                base.as_str().trim_end_matches('/')
-            ))
-            .map_err(|e| StorageError::Config(format!("storage.table_url '{raw}': {e}")))?;
+            let url = Url::parse(&format!("{}/{name}/", base.as_str().trim_end_matches('/')))
+                .map_err(|e| StorageError::Config(format!("storage.table_url '{raw}': {e}")))?;
             match url.scheme() {
                 "file" => {
                     if let Ok(p) = url.to_file_path() {

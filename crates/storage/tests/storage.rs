@@ -553,7 +553,10 @@ fn span(i: usize, created: chrono::DateTime<Utc>) -> loupe_model::SpanRecord {
     let trace = format!("{:032x}", 0xabc0 + i / 4);
     let span_id = format!("{:016x}", 0x10 + i);
     loupe_model::SpanRecord {
-        span_uid: Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("{trace}:{span_id}").as_bytes()),
+        span_uid: Uuid::new_v5(
+            &Uuid::NAMESPACE_OID,
+            format!("{trace}:{span_id}").as_bytes(),
+        ),
         org_id: "default".into(),
         trace_id: trace,
         span_id,
@@ -587,7 +590,13 @@ async fn span_names(s: &Storage) -> Vec<String> {
         let ctx = SessionContext::new();
         t.update_datafusion_session(&ctx.state()).expect("session");
         let p = t.table_provider().await.expect("provider");
-        batches.extend(ctx.read_table(p).expect("read").collect().await.expect("collect"));
+        batches.extend(
+            ctx.read_table(p)
+                .expect("read")
+                .collect()
+                .await
+                .expect("collect"),
+        );
     }
     let mut out = Vec::new();
     for b in batches {
@@ -604,7 +613,9 @@ async fn span_names(s: &Storage) -> Vec<String> {
 async fn spans_table_has_its_own_wal_table_and_dedup() {
     use loupe_storage::TableSpec;
     let dir = tempfile::tempdir().expect("tmp");
-    let requests = Storage::open(config(dir.path())).await.expect("open requests");
+    let requests = Storage::open(config(dir.path()))
+        .await
+        .expect("open requests");
     let spans = Storage::open_table(config(dir.path()), TableSpec::SPANS)
         .await
         .expect("open spans");
@@ -615,8 +626,14 @@ async fn spans_table_has_its_own_wal_table_and_dedup() {
     let ack = spans.append_spans(batch.clone()).await.expect("append");
     assert_eq!((ack.accepted, ack.duplicates), (7, 0));
     // Rows of the other table are refused, not mixed in.
-    let err = spans.append(vec![record(0)]).await.expect_err("wrong table");
-    assert!(err.to_string().contains("requests rows cannot be stored in the spans table"));
+    let err = spans
+        .append(vec![record(0)])
+        .await
+        .expect_err("wrong table");
+    assert!(
+        err.to_string()
+            .contains("requests rows cannot be stored in the spans table")
+    );
     assert_eq!(requests.pending_rows(), 0);
     // Unflushed spans survive a restart (WAL replay) and are not stored twice.
     spans.shutdown().await;

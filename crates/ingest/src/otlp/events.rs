@@ -2,7 +2,7 @@
 //! `gen_ai.assistant.message`, `gen_ai.tool.message`, `gen_ai.choice`) and their join to the
 //! span's record by trace and span id.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use chrono::{DateTime, Duration, Utc};
 use loupe_model::RequestRecord;
@@ -17,7 +17,7 @@ use crate::error::{IngestError, Problems, Scope};
 
 /// The messages event logs carried for one span, in the OTel message format
 /// (`{role, parts: […]}`; outputs add `finish_reason`).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GenAiEvents {
     /// System, user, assistant and tool messages sent (in the order they were logged).
     pub input: Vec<Value>,
@@ -230,14 +230,22 @@ type JoinKey = (String, String, String);
 
 /// Event logs waiting for their span, and the spans recently stored, per org. Bounded: at most
 /// `max_spans` entries of each kind, each kept for `window`.
+///
+/// The join itself is memory; its durability comes from a journal the caller keeps (see
+/// [`EventJoin::wait_entry`], [`EventJoin::done_entry`], [`EventJoin::restore`] and
+/// [`EventJoin::live_entries`]): events are journaled before they are acknowledged, and a
+/// restart rebuilds the join from the journal.
 #[derive(Debug)]
 pub struct EventJoin {
     waiting: HashMap<JoinKey, (DateTime<Utc>, GenAiEvents)>,
     waiting_order: VecDeque<(DateTime<Utc>, JoinKey)>,
-    stored: HashSet<JoinKey>,
+    stored: HashMap<JoinKey, DateTime<Utc>>,
     stored_order: VecDeque<(DateTime<Utc>, JoinKey)>,
     max_spans: usize,
     window: Duration,
+    /// Event log records dropped because their span did not arrive in time (or the join was
+    /// full).
+    expired_events: u64,
 }
 
 impl EventJoin {
@@ -246,10 +254,11 @@ impl EventJoin {
         EventJoin {
             waiting: HashMap::new(),
             waiting_order: VecDeque::new(),
-            stored: HashSet::new(),
+            stored: HashMap::new(),
             stored_order: VecDeque::new(),
             max_spans: max_spans.max(1),
             window: Duration::from_std(window).unwrap_or(Duration::seconds(60)),
+            expired_events: 0,
         }
     }
 
@@ -261,18 +270,116 @@ impl EventJoin {
             }
             if let Some((t, k)) = self.waiting_order.pop_front()
                 && self.waiting.get(&k).is_some_and(|(at, _)| *at == t)
+                && let Some((_, ev)) = self.waiting.remove(&k)
             {
-                self.waiting.remove(&k);
+                self.expired_events += (ev.input.len() + ev.output.len()) as u64;
             }
         }
         while let Some((t, _)) = self.stored_order.front() {
             if *t >= cutoff && self.stored_order.len() <= self.max_spans {
                 break;
             }
-            if let Some((_, k)) = self.stored_order.pop_front() {
+            if let Some((t, k)) = self.stored_order.pop_front()
+                && self.stored.get(&k) == Some(&t)
+            {
                 self.stored.remove(&k);
             }
         }
+    }
+
+    /// Whether events of this span would be joined (its record is not stored yet).
+    pub fn accepts(&mut self, org: &str, key: &SpanKey, now: DateTime<Utc>) -> bool {
+        self.expire(now);
+        !self
+            .stored
+            .contains_key(&(org.to_owned(), key.0.clone(), key.1.clone()))
+    }
+
+    /// Event log records dropped so far because their span did not arrive within the window.
+    pub fn expired_events(&self) -> u64 {
+        self.expired_events
+    }
+
+    /// The journal entry recording that events wait for their span.
+    pub fn wait_entry(org: &str, key: &SpanKey, ev: &GenAiEvents, at: DateTime<Utc>) -> Value {
+        json!({"op": "wait", "org": org, "trace": key.0, "span": key.1,
+               "at": at.timestamp_micros(), "events": ev})
+    }
+
+    /// The journal entry recording that a span's record is durable.
+    pub fn done_entry(org: &str, trace_id: &str, span_id: &str, at: DateTime<Utc>) -> Value {
+        json!({"op": "done", "org": org, "trace": trace_id, "span": span_id,
+               "at": at.timestamp_micros()})
+    }
+
+    /// Rebuilds the join from journal entries (in journal order); entries older than the
+    /// window are skipped. Returns how many entries were not understood (ignored).
+    pub fn restore(&mut self, entries: &[Value], now: DateTime<Utc>) -> usize {
+        let mut bad = 0;
+        for e in entries {
+            let text = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_owned);
+            let at = e
+                .get("at")
+                .and_then(Value::as_i64)
+                .and_then(DateTime::<Utc>::from_timestamp_micros);
+            let (Some(op), Some(org), Some(trace), Some(span), Some(at)) =
+                (text("op"), text("org"), text("trace"), text("span"), at)
+            else {
+                bad += 1;
+                continue;
+            };
+            if at < now - self.window {
+                continue;
+            }
+            let k = (org, trace, span);
+            match op.as_str() {
+                "wait" => {
+                    let Some(ev) = e
+                        .get("events")
+                        .and_then(|v| serde_json::from_value::<GenAiEvents>(v.clone()).ok())
+                    else {
+                        bad += 1;
+                        continue;
+                    };
+                    if self.stored.contains_key(&k) {
+                        continue;
+                    }
+                    match self.waiting.get_mut(&k) {
+                        Some((_, old)) => old.merge(ev),
+                        None => {
+                            self.waiting.insert(k.clone(), (at, ev));
+                            self.waiting_order.push_back((at, k));
+                        }
+                    }
+                }
+                "done" => {
+                    self.waiting.remove(&k);
+                    self.stored.insert(k.clone(), at);
+                    self.stored_order.push_back((at, k));
+                }
+                _ => bad += 1,
+            }
+        }
+        self.expire(now);
+        bad
+    }
+
+    /// Journal entries equivalent to the join's current state (to rewrite the journal).
+    pub fn live_entries(&self) -> Vec<Value> {
+        let mut out = Vec::with_capacity(self.waiting.len() + self.stored.len());
+        for (at, k) in &self.stored_order {
+            if self.stored.get(k) == Some(at) {
+                out.push(Self::done_entry(&k.0, &k.1, &k.2, *at));
+            }
+        }
+        for (at, k) in &self.waiting_order {
+            if let Some((t, ev)) = self.waiting.get(k)
+                && t == at
+            {
+                out.push(Self::wait_entry(&k.0, &(k.1.clone(), k.2.clone()), ev, *at));
+            }
+        }
+        out
     }
 
     /// Keeps events until their span arrives. `false` if the span was already stored: the
@@ -280,7 +387,7 @@ impl EventJoin {
     pub fn offer(&mut self, org: &str, key: SpanKey, ev: GenAiEvents, now: DateTime<Utc>) -> bool {
         self.expire(now);
         let k = (org.to_owned(), key.0, key.1);
-        if self.stored.contains(&k) {
+        if self.stored.contains_key(&k) {
             return false;
         }
         match self.waiting.get_mut(&k) {
@@ -313,7 +420,7 @@ impl EventJoin {
     pub fn stored(&mut self, org: &str, trace_id: &str, span_id: &str, now: DateTime<Utc>) {
         let k = (org.to_owned(), trace_id.to_owned(), span_id.to_owned());
         self.waiting.remove(&k);
-        if self.stored.insert(k.clone()) {
+        if self.stored.insert(k.clone(), now).is_none() {
             self.stored_order.push_back((now, k));
         }
         self.expire(now);
@@ -349,6 +456,40 @@ mod tests {
         let later = t0 + Duration::seconds(11);
         assert!(j.get("o", "t3", "s", later).is_none());
         assert!(j.offer("o", ("t4".into(), "s".into()), ev, later));
+    }
+
+    #[test]
+    fn the_join_is_rebuilt_from_its_journal_entries() {
+        let t0 = Utc::now();
+        let ev = GenAiEvents {
+            input: vec![json!({"role": "user", "parts": [{"type": "text", "content": "hi"}]})],
+            output: vec![(0, json!({"role": "assistant", "parts": []}))],
+        };
+        let key = |t: &str| (t.to_owned(), "s".to_owned());
+        let journal = vec![
+            EventJoin::wait_entry("o", &key("t1"), &ev, t0),
+            EventJoin::wait_entry("o", &key("t2"), &ev, t0),
+            EventJoin::done_entry("o", "t2", "s", t0),
+            // Too old to matter.
+            EventJoin::wait_entry("o", &key("t3"), &ev, t0 - Duration::seconds(120)),
+            json!({"op": "wait"}),
+        ];
+        let mut j = EventJoin::new(100, std::time::Duration::from_secs(60));
+        assert_eq!(j.restore(&journal, t0), 1, "one entry not understood");
+        assert_eq!(j.get("o", "t1", "s", t0), Some(ev.clone()));
+        assert_eq!(j.get("o", "t2", "s", t0), None, "joined before the restart");
+        assert!(!j.accepts("o", &key("t2"), t0), "its span is stored");
+        assert_eq!(j.get("o", "t3", "s", t0), None);
+        // The live entries rebuild the same join.
+        let mut k = EventJoin::new(100, std::time::Duration::from_secs(60));
+        assert_eq!(k.restore(&j.live_entries(), t0), 0);
+        assert_eq!(k.get("o", "t1", "s", t0), Some(ev));
+        assert!(!k.accepts("o", &key("t2"), t0));
+        assert_eq!(k.live_entries().len(), 2);
+        // Events whose span never comes are counted when they expire.
+        k.expire(t0 + Duration::seconds(61));
+        assert_eq!(k.expired_events(), 2);
+        assert_eq!(k.waiting(), 0);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use loupe_model::{RequestRecord, Usage};
+use loupe_model::{RequestRecord, SpanRecord, Usage};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::AnyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
@@ -37,9 +37,12 @@ pub fn request_id_for(trace_id: &str, span_id: &str) -> Uuid {
 pub struct TracesOutcome {
     /// One record per GenAI (LLM call) span, in input order.
     pub records: Vec<RequestRecord>,
+    /// Every span that can be stored (the LLM calls too, linked to their record by
+    /// `request_id`), in input order: the `spans` table.
+    pub spans: Vec<SpanRecord>,
     /// Spans that are not LLM calls (workflow, task, agent, tool, HTTP, …).
     pub other_spans: usize,
-    /// GenAI spans that could not be stored, and why (at most [`crate::MAX_PROBLEMS`] reasons).
+    /// Spans that could not be stored, and why (at most [`crate::MAX_PROBLEMS`] reasons).
     pub rejected: usize,
     pub reasons: Vec<String>,
 }
@@ -141,11 +144,26 @@ pub fn map_traces(
             .as_ref()
             .map(|r| by_key(&r.attributes))
             .unwrap_or_default();
+        let resource_json = attrs_json(rs.resource.iter().flat_map(|r| r.attributes.iter()));
         for ss in &rs.scope_spans {
+            let scope = ss
+                .scope
+                .as_ref()
+                .map(|s| s.name.as_str())
+                .filter(|n| !n.is_empty());
             for span in &ss.spans {
-                match span_record(span, &resource, ctx) {
-                    Ok(Some(r)) => out.records.push(r),
-                    Ok(None) => out.other_spans += 1,
+                let mapped = span_record(span, &resource, ctx).and_then(|rec| {
+                    let row = span_row(span, &resource, &resource_json, scope, rec.as_ref(), ctx)?;
+                    Ok((rec, row))
+                });
+                match mapped {
+                    Ok((rec, row)) => {
+                        match rec {
+                            Some(r) => out.records.push(r),
+                            None => out.other_spans += 1,
+                        }
+                        out.spans.push(row);
+                    }
                     Err(why) => {
                         out.rejected += 1;
                         if out.reasons.len() < crate::MAX_PROBLEMS {
@@ -389,57 +407,13 @@ fn span_record(
     };
 
     // User, session and properties.
-    let mut user_id = None;
-    let mut session = [None, None, None]; // id, path, name
-    let mut props: BTreeMap<String, String> = BTreeMap::new();
-    for (k, v) in &a {
-        let Some(key) = k.strip_prefix(ASSOCIATION) else {
-            continue;
-        };
-        let Some(value) = attrs::to_property(v) else {
-            continue;
-        };
-        if value.len() > limits.max_property_value_len {
-            return Err(format!(
-                "{k} is {} bytes; at most {} are allowed (ingest.max_property_value_len)",
-                value.len(),
-                limits.max_property_value_len
-            ));
-        }
-        let lower = key.to_ascii_lowercase();
-        let name = lower
-            .strip_prefix("helicone-")
-            .or_else(|| lower.strip_prefix("loupe-"));
-        match name {
-            Some("user-id") => user_id = Some(value),
-            Some("session-id") => session[0] = Some(value),
-            Some("session-path") => session[1] = Some(value),
-            Some("session-name") => session[2] = Some(value),
-            Some(n) => {
-                if let Some(prop) = n.strip_prefix("property-").filter(|p| !p.is_empty()) {
-                    check_key(prop, k, limits)?;
-                    props.insert(prop.to_owned(), value);
-                }
-                // Other Helicone-* keys (auth, cache, omit…) are not stored, as in the gateway.
-            }
-            None if key.is_empty() => {}
-            None => {
-                check_key(key, k, limits)?;
-                props.insert(key.to_owned(), value);
-            }
-        }
-    }
-    if props.len() > limits.max_properties {
-        return Err(format!(
-            "{} association properties; at most {} are allowed (ingest.max_properties)",
-            props.len(),
-            limits.max_properties
-        ));
-    }
-    let user_id = user_id.or_else(|| first_str(&a, &["user.id", "enduser.id"]).map(str::to_owned));
-    let [session_id, session_path, session_name] = session;
-    let session_id =
-        session_id.or_else(|| first_str(&a, &["gen_ai.conversation.id"]).map(str::to_owned));
+    let Association {
+        user_id,
+        session_id,
+        session_path,
+        session_name,
+        properties: mut props,
+    } = association(&a, limits)?;
     // Unknown attributes are kept as properties while they fit the limits.
     let extra = a
         .iter()
@@ -508,6 +482,244 @@ fn span_record(
     let mut rec = finish_record(rec, ctx);
     rec.source = loupe_model::Source::Otlp;
     Ok(Some(rec))
+}
+
+/// User, session and properties from Traceloop association properties (and the GenAI
+/// conversation / user attributes), mapped exactly as the gateway maps its headers.
+struct Association {
+    user_id: Option<String>,
+    session_id: Option<String>,
+    session_path: Option<String>,
+    session_name: Option<String>,
+    properties: BTreeMap<String, String>,
+}
+
+fn association(a: &Attrs<'_>, limits: crate::IngestLimits) -> Result<Association, String> {
+    let mut user_id = None;
+    let mut session = [None, None, None]; // id, path, name
+    let mut props: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in a {
+        let Some(key) = k.strip_prefix(ASSOCIATION) else {
+            continue;
+        };
+        let Some(value) = attrs::to_property(v) else {
+            continue;
+        };
+        if value.len() > limits.max_property_value_len {
+            return Err(format!(
+                "{k} is {} bytes; at most {} are allowed (ingest.max_property_value_len)",
+                value.len(),
+                limits.max_property_value_len
+            ));
+        }
+        let lower = key.to_ascii_lowercase();
+        let name = lower
+            .strip_prefix("helicone-")
+            .or_else(|| lower.strip_prefix("loupe-"));
+        match name {
+            Some("user-id") => user_id = Some(value),
+            Some("session-id") => session[0] = Some(value),
+            Some("session-path") => session[1] = Some(value),
+            Some("session-name") => session[2] = Some(value),
+            Some(n) => {
+                if let Some(prop) = n.strip_prefix("property-").filter(|p| !p.is_empty()) {
+                    check_key(prop, k, limits)?;
+                    props.insert(prop.to_owned(), value);
+                }
+                // Other Helicone-* keys (auth, cache, omit…) are not stored, as in the gateway.
+            }
+            None if key.is_empty() => {}
+            None => {
+                check_key(key, k, limits)?;
+                props.insert(key.to_owned(), value);
+            }
+        }
+    }
+    if props.len() > limits.max_properties {
+        return Err(format!(
+            "{} association properties; at most {} are allowed (ingest.max_properties)",
+            props.len(),
+            limits.max_properties
+        ));
+    }
+    let user_id = user_id.or_else(|| first_str(a, &["user.id", "enduser.id"]).map(str::to_owned));
+    let [session_id, session_path, session_name] = session;
+    let session_id =
+        session_id.or_else(|| first_str(a, &["gen_ai.conversation.id"]).map(str::to_owned));
+    Ok(Association {
+        user_id,
+        session_id,
+        session_path,
+        session_name,
+        properties: props,
+    })
+}
+
+/// Attributes that hold an LLM call's prompts and completions: on an LLM span they are already
+/// the request record's bodies, so the span row does not store them twice.
+fn is_body_attribute(key: &str) -> bool {
+    matches!(
+        key,
+        "gen_ai.input.messages"
+            | "gen_ai.output.messages"
+            | "gen_ai.system_instructions"
+            | "gen_ai.tool.definitions"
+    ) || key.starts_with("gen_ai.prompt.")
+        || key.starts_with("gen_ai.completion.")
+}
+
+/// Key/value attributes as one JSON object (OTel values as JSON values; a repeated key keeps
+/// its last value, as OTel specifies).
+fn attrs_json<'a>(
+    kvs: impl Iterator<Item = &'a opentelemetry_proto::tonic::common::v1::KeyValue>,
+) -> String {
+    let mut m = Map::new();
+    for kv in kvs {
+        if let Some(v) = &kv.value {
+            m.insert(kv.key.clone(), attrs::to_json(v));
+        }
+    }
+    Value::Object(m).to_string()
+}
+
+const SPAN_KINDS: &[&str] = &[
+    "unspecified",
+    "internal",
+    "server",
+    "client",
+    "producer",
+    "consumer",
+];
+
+/// The `spans` row of a span (`rec`: its request record when it is an LLM call).
+fn span_row(
+    span: &Span,
+    resource: &Attrs<'_>,
+    resource_json: &str,
+    scope: Option<&str>,
+    rec: Option<&RequestRecord>,
+    ctx: &IngestContext,
+) -> Result<SpanRecord, String> {
+    let limits = ctx.limits;
+    let trace_id = hex::encode(&span.trace_id);
+    let span_id = hex::encode(&span.span_id);
+    let start = from_nanos(span.start_time_unix_nano);
+    let end = from_nanos(span.end_time_unix_nano);
+    let created = start.or(end).unwrap_or(ctx.now);
+    let completed = match (start, end) {
+        (Some(s), Some(e)) if e < s => {
+            return Err(format!(
+                "endTimeUnixNano ({}) is before startTimeUnixNano ({})",
+                span.end_time_unix_nano, span.start_time_unix_nano
+            ));
+        }
+        (_, Some(e)) => e,
+        _ => created,
+    };
+    check_time_window(created, ctx.now).map_err(|w| format!("startTimeUnixNano: {w}"))?;
+    check_time_window(completed, ctx.now).map_err(|w| format!("endTimeUnixNano: {w}"))?;
+    let duration_us = (completed - created).num_microseconds().unwrap_or(0);
+    let a = by_key(&span.attributes);
+    let assoc = association(&a, limits)?;
+    let attributes = attrs_json(
+        span.attributes
+            .iter()
+            .filter(|kv| rec.is_none() || !is_body_attribute(&kv.key)),
+    );
+    let events = (!span.events.is_empty()).then(|| {
+        Value::Array(
+            span.events
+                .iter()
+                .map(|e| {
+                    json!({
+                        "name": e.name,
+                        "time": from_nanos(e.time_unix_nano).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)),
+                        "attributes": serde_json::from_str::<Value>(&attrs_json(e.attributes.iter())).unwrap_or(Value::Null),
+                    })
+                })
+                .collect(),
+        )
+        .to_string()
+    });
+    let links = (!span.links.is_empty()).then(|| {
+        Value::Array(
+            span.links
+                .iter()
+                .map(|l| {
+                    json!({
+                        "trace_id": hex::encode(&l.trace_id),
+                        "span_id": hex::encode(&l.span_id),
+                        "attributes": serde_json::from_str::<Value>(&attrs_json(l.attributes.iter())).unwrap_or(Value::Null),
+                    })
+                })
+                .collect(),
+        )
+        .to_string()
+    });
+    for (name, v) in [
+        ("attributes", Some(&attributes)),
+        ("events", events.as_ref()),
+        ("links", links.as_ref()),
+    ] {
+        if let Some(v) = v
+            && v.len() > limits.max_body_field_len
+        {
+            return Err(format!(
+                "the span's {name} are {} bytes as JSON; at most {} are stored (ingest.max_body_field_len)",
+                v.len(),
+                limits.max_body_field_len
+            ));
+        }
+    }
+    let (status, status_message) = match span.status.as_ref() {
+        Some(st) => (
+            match st.code {
+                1 => "ok",
+                2 => "error",
+                _ => "unset",
+            },
+            Some(st.message.clone()).filter(|m| !m.is_empty()),
+        ),
+        None => ("unset", None),
+    };
+    let uid = request_id_for(&trace_id, &span_id);
+    Ok(SpanRecord {
+        span_uid: uid,
+        org_id: ctx.org_id.clone(),
+        parent_span_id: (!span.parent_span_id.is_empty())
+            .then(|| hex::encode(&span.parent_span_id)),
+        trace_id,
+        span_id,
+        created_at: created,
+        completed_at: completed,
+        duration_ms: (duration_us + 500) / 1000,
+        name: span.name.clone(),
+        kind: SPAN_KINDS
+            .get(usize::try_from(span.kind).unwrap_or(0))
+            .copied()
+            .unwrap_or("unspecified")
+            .to_owned(),
+        status: status.to_owned(),
+        status_message,
+        service_name: resource
+            .get("service.name")
+            .and_then(|v| attrs::to_property(v)),
+        scope_name: scope.map(str::to_owned),
+        request_id: rec.map(|r| r.request_id),
+        user_id: rec.and_then(|r| r.user_id.clone()).or(assoc.user_id),
+        session_id: rec.and_then(|r| r.session_id.clone()).or(assoc.session_id),
+        session_path: rec
+            .and_then(|r| r.session_path.clone())
+            .or(assoc.session_path),
+        session_name: rec
+            .and_then(|r| r.session_name.clone())
+            .or(assoc.session_name),
+        properties: assoc.properties,
+        attributes,
+        resource: resource_json.to_owned(),
+        events,
+        links,
+    })
 }
 
 fn check_key(key: &str, attr: &str, limits: crate::IngestLimits) -> Result<(), String> {
