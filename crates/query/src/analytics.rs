@@ -13,7 +13,7 @@
 //! the requests as leaves. The node shape has a `kind` so OTel spans (`kind: "span"`) can be hung
 //! under the same tree once the `spans` table exists.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde_json::{Map, Value, json};
@@ -1016,19 +1016,20 @@ pub async fn session(
         "",
         &format!(
             "| project request_id, created_at, completed_at, latency_ms, provider, model, status, error_type, \
-             cost_usd, total_tokens, user_id, session_path, session_name\n\
+             cost_usd, total_tokens, user_id, session_path, session_name, trace_id\n\
              | sort by created_at asc, request_id asc\n| take {}",
             MAX_SESSION_REQUESTS + 1
         ),
     );
     let mut reqs = rows(engine, org, &q, f.to).await?;
-    if reqs.is_empty() {
-        return Err(QueryError::NotFound(format!(
-            "no requests of session {id:?} in the time range: widen from/to"
-        )));
-    }
     let truncated = reqs.len() > MAX_SESSION_REQUESTS;
     reqs.truncate(MAX_SESSION_REQUESTS);
+    let (traces, spans_truncated) = session_spans(engine, org, &f, id, &reqs).await?;
+    if reqs.is_empty() && traces.is_empty() {
+        return Err(QueryError::NotFound(format!(
+            "no requests or spans of session {id:?} in the time range: widen from/to"
+        )));
+    }
     let name = reqs.iter().find_map(|r| {
         r.get("session_name")
             .and_then(Value::as_str)
@@ -1074,7 +1075,175 @@ pub async fn session(
         "session_name": name,
         "truncated": truncated,
         "tree": tree,
+        "traces": traces,
+        "spans_truncated": spans_truncated,
     }))
+}
+
+/// Most spans one session's traces show.
+pub const MAX_SESSION_SPANS: usize = 10_000;
+/// Deepest level of a session's span tree; deeper spans are listed flat at this level.
+pub const MAX_SPAN_DEPTH: usize = 64;
+/// Most traces (of the session's requests) whose spans are looked up by trace id.
+const MAX_SESSION_TRACES: usize = 200;
+
+/// The OpenTelemetry spans of a session as one tree per trace: spans whose `session_id` is the
+/// session's, and every span of a trace one of its requests belongs to. A span whose parent is
+/// not among them is a root; an LLM span carries its request's model, cost, tokens and status.
+async fn session_spans(
+    engine: &QueryEngine,
+    org: &str,
+    f: &Filter,
+    id: &str,
+    reqs: &[Row],
+) -> Result<(Vec<Value>, bool), QueryError> {
+    if !engine.has_spans() {
+        return Ok((Vec::new(), false));
+    }
+    let mut trace_ids: Vec<String> = reqs
+        .iter()
+        .filter_map(|r| r.get("trace_id").and_then(Value::as_str).map(String::from))
+        .collect();
+    trace_ids.sort();
+    trace_ids.dedup();
+    trace_ids.truncate(MAX_SESSION_TRACES);
+    let mut linked = format!("session_id == {}", hql_string(id));
+    if !trace_ids.is_empty() {
+        linked = format!("{linked} or trace_id in ({})", list(&trace_ids));
+    }
+    let q = format!(
+        "spans\n| where created_at >= {} and created_at < {} and ({linked})\n\
+         | sort by created_at asc, span_id asc\n\
+         | project span_id, parent_span_id, trace_id, name, kind, status, status_message, created_at, \
+         completed_at, duration_ms, is_llm, request_id, service_name\n| take {}",
+        hql_datetime(f.from),
+        hql_datetime(f.to),
+        MAX_SESSION_SPANS + 1
+    );
+    let mut spans = rows(engine, org, &q, f.to).await?;
+    let truncated = spans.len() > MAX_SESSION_SPANS;
+    spans.truncate(MAX_SESSION_SPANS);
+    let by_request: HashMap<&str, &Row> = reqs
+        .iter()
+        .filter_map(|r| Some((r.get("request_id")?.as_str()?, r)))
+        .collect();
+    Ok((span_forest(spans, &by_request), truncated))
+}
+
+/// Spans (in start order) as trees, without recursion (traces can be deep) and safe against
+/// parent cycles in the input (a span on a cycle becomes a root).
+fn span_forest(spans: Vec<Row>, requests: &HashMap<&str, &Row>) -> Vec<Value> {
+    let key = |r: &Row, col: &str| -> Option<(String, String)> {
+        Some((
+            r.get("trace_id")?.as_str()?.to_owned(),
+            r.get(col)?.as_str()?.to_owned(),
+        ))
+    };
+    let index: HashMap<(String, String), usize> = spans
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| Some((key(r, "span_id")?, i)))
+        .collect();
+    let n = spans.len();
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut has_parent = vec![false; n];
+    for (i, r) in spans.iter().enumerate() {
+        if let Some(&p) = key(r, "parent_span_id").and_then(|k| index.get(&k))
+            && p != i
+        {
+            children[p].push(i);
+            has_parent[i] = true;
+        }
+    }
+    let mut nodes: Vec<Option<Map<String, Value>>> = spans
+        .into_iter()
+        .map(|mut r| {
+            // `kind` tells tree nodes apart (session, path, request, span); the OTel span kind
+            // (client, internal, …) becomes `span_kind`.
+            if let Some(k) = r.insert("kind".into(), json!("span")) {
+                r.insert("span_kind".into(), k);
+            }
+            if let Some(v) = r.remove("created_at") {
+                r.insert("start".into(), v);
+            }
+            if let Some(v) = r.remove("completed_at") {
+                r.insert("end".into(), v);
+            }
+            if let Some(req) = r
+                .get("request_id")
+                .and_then(Value::as_str)
+                .and_then(|id| requests.get(id))
+            {
+                for col in [
+                    "model",
+                    "provider",
+                    "cost_usd",
+                    "total_tokens",
+                    "status",
+                    "error_type",
+                ] {
+                    if let Some(v) = req.get(col) {
+                        let name = if col == "status" { "http_status" } else { col };
+                        r.insert(name.into(), v.clone());
+                    }
+                }
+            }
+            Some(r)
+        })
+        .collect();
+    // Pre-order over every root, then over whatever a cycle kept unreachable. Spans deeper than
+    // MAX_SPAN_DEPTH hang, flattened, under their ancestor at that depth (JSON that deep would
+    // be unreadable and recursive to print).
+    let mut visited = vec![false; n];
+    let mut parent_of: Vec<Option<usize>> = vec![None; n];
+    let mut depth = vec![0usize; n];
+    let mut order = Vec::with_capacity(n);
+    let mut roots = Vec::new();
+    let starts: Vec<usize> = (0..n).filter(|&i| !has_parent[i]).chain(0..n).collect();
+    for start in starts {
+        if visited[start] {
+            continue;
+        }
+        roots.push(start);
+        visited[start] = true;
+        let mut stack = vec![start];
+        while let Some(i) = stack.pop() {
+            order.push(i);
+            for &c in children[i].iter().rev() {
+                if visited[c] {
+                    continue;
+                }
+                visited[c] = true;
+                let (p, d) = if depth[i] < MAX_SPAN_DEPTH {
+                    (i, depth[i] + 1)
+                } else {
+                    if let Some(node) = nodes[c].as_mut() {
+                        node.insert("flattened".into(), json!(true));
+                    }
+                    (parent_of[i].unwrap_or(i), depth[i])
+                };
+                parent_of[c] = Some(p);
+                depth[c] = d;
+                stack.push(c);
+            }
+        }
+    }
+    let mut kids: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for &i in &order {
+        if let Some(p) = parent_of[i] {
+            kids[p].push(i);
+        }
+    }
+    let mut built: Vec<Option<Value>> = vec![None; n];
+    for &i in order.iter().rev() {
+        let mut list: Vec<Value> = kids[i].iter().filter_map(|&c| built[c].take()).collect();
+        list.sort_by_key(|c| micros_of(c.get("start")).unwrap_or(i64::MAX));
+        if let Some(mut node) = nodes[i].take() {
+            node.insert("children".into(), Value::Array(list));
+            built[i] = Some(Value::Object(node));
+        }
+    }
+    roots.into_iter().filter_map(|i| built[i].take()).collect()
 }
 
 /// Position in the requests list: `(created_at, request_id)` of the last row shown.
@@ -1363,6 +1532,76 @@ mod tests {
         }
         assert_eq!(h.mean(), json!(500.5));
         assert_eq!(Hist::default().quantile(0.5), Value::Null);
+    }
+
+    fn forest_len(nodes: &[Value]) -> usize {
+        let mut stack: Vec<&Value> = nodes.iter().collect();
+        let mut n = 0;
+        while let Some(v) = stack.pop() {
+            n += 1;
+            stack.extend(v["children"].as_array().into_iter().flatten());
+        }
+        n
+    }
+
+    #[test]
+    fn spans_become_trees_and_cycles_do_not_lose_spans() {
+        let span = |id: &str, parent: Option<&str>, req: Option<&str>| -> Row {
+            let v = json!({"trace_id": "t", "span_id": id, "parent_span_id": parent,
+                "name": format!("op {id}"), "kind": "internal", "created_at": "2026-11-01T00:00:00Z",
+                "completed_at": "2026-11-01T00:00:01Z", "request_id": req});
+            v.as_object().cloned().unwrap_or_default()
+        };
+        let req: Row =
+            json!({"request_id": "r1", "model": "gpt-4o-mini", "cost_usd": "0.5", "status": 200})
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+        let reqs: HashMap<&str, &Row> = HashMap::from([("r1", &req)]);
+        let spans = vec![
+            span("a", None, None),
+            span("b", Some("a"), Some("r1")),
+            span("c", Some("b"), None),
+            // x and y point at each other; z's parent is not in the set.
+            span("x", Some("y"), None),
+            span("y", Some("x"), None),
+            span("z", Some("missing"), None),
+        ];
+        let forest = span_forest(spans, &reqs);
+        let ids: Vec<&str> = forest
+            .iter()
+            .filter_map(|n| n["span_id"].as_str())
+            .collect();
+        assert_eq!(ids, ["a", "z", "x"], "{forest:#?}");
+        let b = &forest[0]["children"][0];
+        assert_eq!(b["span_id"], "b");
+        assert_eq!(
+            (b["kind"].as_str(), b["span_kind"].as_str()),
+            (Some("span"), Some("internal"))
+        );
+        assert_eq!(b["model"], "gpt-4o-mini");
+        assert_eq!(b["http_status"], 200);
+        assert_eq!(b["start"], "2026-11-01T00:00:00Z");
+        assert_eq!(b["children"][0]["span_id"], "c");
+        assert_eq!(forest[2]["children"][0]["span_id"], "y");
+        // A long chain does not recurse.
+        let mut chain = vec![span("0", None, None)];
+        for i in 1..20_000 {
+            let (id, parent) = (i.to_string(), (i - 1).to_string());
+            chain.push(span(&id, Some(&parent), None));
+        }
+        let forest = span_forest(chain, &HashMap::new());
+        assert_eq!(forest.len(), 1);
+        let mut node = &forest[0];
+        let mut levels = 0;
+        while let Some(next) = node["children"].as_array().and_then(|c| c.first()) {
+            node = next;
+            levels += 1;
+        }
+        assert_eq!(levels, MAX_SPAN_DEPTH);
+        let capped = forest_len(&forest);
+        assert_eq!(capped, 20_000, "no span lost");
+        assert!(serde_json::to_string(&forest).is_ok());
     }
 
     #[test]

@@ -119,6 +119,11 @@ impl QueryEngine {
         self
     }
 
+    /// Whether the engine has the `spans` table.
+    pub fn has_spans(&self) -> bool {
+        self.spans.is_some()
+    }
+
     pub fn limits(&self) -> &QueryLimits {
         &self.limits
     }

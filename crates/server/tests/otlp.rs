@@ -463,3 +463,78 @@ async fn api_keys_are_required_once_they_exist() {
     assert_eq!(v["rows"][0][0], 1, "stored once, under the key's org: {v}");
     l.sigterm_and_wait();
 }
+
+#[tokio::test]
+async fn a_session_shows_its_otel_spans_as_trees() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let l = Loupe::start(dir.path(), &[], &[]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64
+        - 60_000_000_000;
+    let t = |ms: u64| (now + ms * 1_000_000).to_string();
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let sess = json!({"key": "traceloop.association.properties.Helicone-Session-Id", "value": {"stringValue": "sess-otel"}});
+    let body = json!({"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "bot"}}]},
+        "scopeSpans": [{"spans": [
+        {"traceId": trace, "spanId": "00f067aa0ba902b7", "name": "answer.workflow", "kind": 1,
+         "startTimeUnixNano": t(0), "endTimeUnixNano": t(900), "attributes": [sess]},
+        {"traceId": trace, "spanId": "00f067aa0ba902b8", "parentSpanId": "00f067aa0ba902b7",
+         "name": "search.tool", "startTimeUnixNano": t(10), "endTimeUnixNano": t(100),
+         "status": {"code": 2, "message": "index down"}},
+        {"traceId": trace, "spanId": "00f067aa0ba902b9", "parentSpanId": "00f067aa0ba902b7",
+         "name": "openai.chat", "kind": 3, "startTimeUnixNano": t(120), "endTimeUnixNano": t(800),
+         "attributes": [sess,
+            {"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+            {"key": "gen_ai.provider.name", "value": {"stringValue": "openai"}},
+            {"key": "gen_ai.request.model", "value": {"stringValue": "gpt-4o-mini"}},
+            {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "100"}},
+            {"key": "gen_ai.usage.output_tokens", "value": {"intValue": "20"}}]}
+    ]}]}]});
+    let (s, _, b) = post(&l, "/v1/traces", JSON, false, body.to_string().into_bytes()).await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    let r = client()
+        .get(l.url("/v1/analytics/sessions/sess-otel?range=24h"))
+        .send()
+        .await
+        .expect("session");
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.expect("json");
+    // The request tree has the one LLM call; the traces hold all three spans as one tree.
+    assert_eq!(v["tree"]["request_count"], 1, "{v}");
+    let traces = v["traces"].as_array().expect("traces");
+    assert_eq!(traces.len(), 1, "{v}");
+    let root = &traces[0];
+    assert_eq!(root["name"], "answer.workflow");
+    assert_eq!(root["kind"], "span");
+    let kids: Vec<&str> = root["children"]
+        .as_array()
+        .expect("children")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(kids, ["search.tool", "openai.chat"], "in start order: {v}");
+    let tool = &root["children"][0];
+    assert_eq!(
+        (tool["status"].as_str(), tool["status_message"].as_str()),
+        (Some("error"), Some("index down"))
+    );
+    let llm = &root["children"][1];
+    assert_eq!(llm["model"], "gpt-4o-mini");
+    assert_eq!(llm["span_kind"], "client");
+    assert!(llm["request_id"].is_string());
+    assert!(
+        llm["cost_usd"].is_string() || llm["cost_usd"].is_number(),
+        "{llm}"
+    );
+    // A session known only from spans (no LLM call) is found too; an unknown one is a 404.
+    let r = client()
+        .get(l.url("/v1/analytics/sessions/nope?range=24h"))
+        .send()
+        .await
+        .expect("session");
+    assert_eq!(r.status(), 404);
+    l.sigterm_and_wait();
+}
