@@ -1,17 +1,18 @@
 //! OTLP/HTTP protobuf ingest vs the native NDJSON path, for the same records: decode + map (or
 //! parse + validate) + cost + durable append (WAL group commit + memtable), batches of 100 LLM
 //! spans (OpenLLMetry chat spans with messages and usage, from `testdata/otlp`), one task, fsync
-//! and buffered WAL. Every iteration rewrites the span ids (and the native request ids) in place
+//! and buffered WAL. The OTLP path stores what the server stores: the request records and, in
+//! parallel, every span's row in the `spans` table (its own WAL). Every iteration rewrites the span ids (and the native request ids) in place
 //! so nothing is a duplicate.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use loupe_benches::{open_storage, prices, smoke};
+use loupe_benches::{open_storage, open_table, prices, smoke};
 use loupe_ingest::IngestContext;
 use loupe_ingest::otlp::{OtlpFormat, decode_traces, map_traces};
-use loupe_storage::SyncMode;
+use loupe_storage::{SyncMode, TableSpec};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
@@ -121,13 +122,15 @@ fn bench(c: &mut Criterion) {
     for sync in [SyncMode::Fsync, SyncMode::Buffered] {
         let dir = tempfile::tempdir().expect("tmp");
         let storage = rt.block_on(open_storage(dir.path(), sync));
+        let spans = rt.block_on(open_table(dir.path(), sync, TableSpec::SPANS));
         let mode = format!("{sync:?}").to_lowercase();
         let mut counter = 1u64 << 40;
         group.bench_function(BenchmarkId::new("otlp_protobuf", &mode), |b| {
             b.iter_custom(|iters| {
                 let bodies: Vec<Vec<u8>> = (0..iters).map(|_| pb.next(&mut counter)).collect();
-                let (storage, ctx) = (
+                let (storage, spans, ctx) = (
                     storage.clone(),
+                    spans.clone(),
                     IngestContext::new("default", prices.clone()),
                 );
                 rt.block_on(async move {
@@ -136,8 +139,10 @@ fn bench(c: &mut Criterion) {
                         let req = decode_traces(&body, OtlpFormat::Protobuf).expect("decode");
                         let out = map_traces(&req, &ctx).expect("map");
                         assert_eq!(out.records.len(), BATCH);
-                        let ack = storage.append(out.records).await.expect("append");
-                        assert_eq!(ack.accepted, BATCH);
+                        let (ack, span_ack) =
+                            tokio::join!(storage.append(out.records), spans.append_spans(out.spans));
+                        assert_eq!(ack.expect("append").accepted, BATCH);
+                        assert_eq!(span_ack.expect("append spans").accepted, BATCH);
                     }
                     start.elapsed()
                 })
@@ -168,6 +173,7 @@ fn bench(c: &mut Criterion) {
             })
         });
         rt.block_on(storage.shutdown());
+        rt.block_on(spans.shutdown());
     }
     group.finish();
 }

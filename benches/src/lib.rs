@@ -88,6 +88,15 @@ impl Bodies {
 }
 
 pub async fn open_storage(dir: &std::path::Path, sync: SyncMode) -> Storage {
+    open_table(dir, sync, loupe_storage::TableSpec::REQUESTS).await
+}
+
+/// [`open_storage`] of any table (`TableSpec::SPANS` for the `spans` table).
+pub async fn open_table(
+    dir: &std::path::Path,
+    sync: SyncMode,
+    spec: loupe_storage::TableSpec,
+) -> Storage {
     let mut cfg = StorageConfig {
         data_dir: dir.to_path_buf(),
         compact_interval_secs: 0,
@@ -95,7 +104,7 @@ pub async fn open_storage(dir: &std::path::Path, sync: SyncMode) -> Storage {
     };
     cfg.wal.sync = sync;
     cfg.wal.disk_budget_bytes = 64 << 30;
-    Storage::open(cfg).await.expect("open storage")
+    Storage::open_table(cfg, spec).await.expect("open storage")
 }
 
 /// One machine-readable figure (see `./scripts/bench`).
