@@ -139,8 +139,10 @@ fn bench(c: &mut Criterion) {
                         let req = decode_traces(&body, OtlpFormat::Protobuf).expect("decode");
                         let out = map_traces(&req, &ctx).expect("map");
                         assert_eq!(out.records.len(), BATCH);
-                        let (ack, span_ack) =
-                            tokio::join!(storage.append(out.records), spans.append_spans(out.spans));
+                        let (ack, span_ack) = tokio::join!(
+                            storage.append(out.records),
+                            spans.append_spans(out.spans)
+                        );
                         assert_eq!(ack.expect("append").accepted, BATCH);
                         assert_eq!(span_ack.expect("append spans").accepted, BATCH);
                     }
