@@ -1,6 +1,8 @@
 """The dashboard in headless Chromium (Debian's `chromium`, driven by playwright-core from
 tests/e2e/browser): sign in with an API key, see the right totals on the overview, filter by a
-property, open a request, open a session tree, run HQL and see a syntax error with its caret.
+property, open a request, open a session tree, run HQL and see a syntax error with its caret,
+create an API key on the settings page (shown once, copied, usable at once) and revoke it (refused
+at once).
 Screenshots are saved under test-artifacts/dashboard/ (gitignored)."""
 import json
 import os
@@ -57,11 +59,12 @@ def test_dashboard_in_headless_chromium(loupe_factory, tmp_path):
     assert total["n"] == 4000 and chat > 0
 
     os.makedirs(ARTIFACTS, exist_ok=True)
-    cfg = {"base": loupe.base, "key": key, "from": FROM, "to": TO, "artifacts": ARTIFACTS,
+    cfg = {"base": loupe.base, "key": key, "org": "acme", "from": FROM, "to": TO, "artifacts": ARTIFACTS,
            "expect": {"requests": total["n"], "errors": total["e"], "chat_requests": chat}}
     r = subprocess.run(["node", os.path.join(BROWSER_DIR, "dashboard.mjs"), json.dumps(cfg)],
                        capture_output=True, text=True, timeout=300, env={**os.environ, "CHROMIUM": CHROMIUM})
     print(r.stdout)
     assert r.returncode == 0, f"{r.stdout}\n{r.stderr}\nscreenshots: {ARTIFACTS}"
-    for shot in ["02-overview", "03-filter-by-property", "04-request-detail", "05-session-tree", "06-hql-syntax-error"]:
+    for shot in ["02-overview", "03-filter-by-property", "04-request-detail", "05-session-tree", "06-hql-syntax-error",
+                 "09-key-created", "10-key-revoked"]:
         assert os.path.getsize(os.path.join(ARTIFACTS, f"{shot}.png")) > 10_000

@@ -217,6 +217,35 @@ fn dec_text(units: i128) -> String {
     format!("{sign}{}.{:018}", u / 10u128.pow(18), u % 10u128.pow(18))
 }
 
+/// A decimal value of a result (its text) in 10^-18 units; `None` for null or non-decimals.
+fn dec_of(v: Option<&Value>) -> Option<i128> {
+    v.and_then(Value::as_str).and_then(dec_units)
+}
+
+/// The exact sum of decimal values as decimal text; null when none of them is a decimal (as
+/// `sum()` of nulls is null).
+fn dec_sum<'a>(values: impl IntoIterator<Item = Option<&'a Value>>) -> Value {
+    values
+        .into_iter()
+        .filter_map(dec_of)
+        .reduce(i128::saturating_add)
+        .map_or(Value::Null, |u| json!(dec_text(u)))
+}
+
+/// `units × n / d`, rounded half away from zero to a whole unit (10^-18); `None` on overflow or
+/// `d <= 0`. Splitting `units` by `d` first keeps the products far inside `i128`.
+fn dec_mul_div(units: i128, n: i64, d: i64) -> Option<i128> {
+    if d <= 0 {
+        return None;
+    }
+    let (n, d) = (i128::from(n), i128::from(d));
+    let whole = (units / d).checked_mul(n)?;
+    let part = (units % d).checked_mul(n)?;
+    let (q, r) = (part / d, part % d);
+    let rounded = if 2 * r.abs() >= d { q + r.signum() } else { q };
+    whole.checked_add(rounded)
+}
+
 /// Sums the columns of `rows` (ints as ints, decimal text exactly, nulls skipped), leaving out
 /// `skip`: a total over groups, exact like the roll-up's own sums.
 fn sum_rows(rows: &[Row], skip: &[&str]) -> Row {
@@ -482,7 +511,7 @@ pub async fn summary(
         if estimated {
             out.insert(
                 COST_SAVED.into(),
-                json!(hits * avg_miss.as_f64().unwrap_or(0.0)),
+                estimated_saving(int(out.get("cache_hits")), misses.first()),
             );
         }
         out.insert("avg_miss_cost_usd".into(), avg_miss);
@@ -507,6 +536,17 @@ pub async fn summary(
     out.insert("from".into(), json!(rfc3339(f.from)));
     out.insert("to".into(), json!(rfc3339(f.to)));
     Ok(Value::Object(out))
+}
+
+/// What cache hits saved, estimated as hits × the average cost of a miss, exactly (decimal text
+/// rounded to 18 decimals): zero without hits, null when no miss has a price to go by.
+fn estimated_saving(hits: i64, misses: Option<&Row>) -> Value {
+    if hits == 0 {
+        return json!(dec_text(0));
+    }
+    misses
+        .and_then(|m| dec_mul_div(dec_of(m.get("cost_usd"))?, hits, int(m.get("requests"))))
+        .map_or(Value::Null, |u| json!(dec_text(u)))
 }
 
 /// Bucket sizes a time series may use (seconds).
@@ -583,11 +623,7 @@ pub async fn timeseries(
         let mut p = Map::new();
         p.insert("t".into(), json!(rfc3339(t)));
         if pct != Percentiles::Only {
-            let r = by_t.remove(&t).unwrap_or_default();
-            p.insert("requests".into(), json!(int(r.get("requests"))));
-            p.insert("errors".into(), json!(int(r.get("errors"))));
-            p.insert("cost_usd".into(), json!(num(r.get("cost_usd"))));
-            p.insert("total_tokens".into(), json!(int(r.get("total_tokens"))));
+            point_counts(&mut p, by_t.remove(&t).as_ref());
         }
         if pct != Percentiles::Exclude {
             let h = lat.get(&t).cloned().unwrap_or_default();
@@ -599,6 +635,29 @@ pub async fn timeseries(
         t += b;
     }
     Ok(json!({ "bucket_secs": bucket, "points": out }))
+}
+
+/// The roll-up numbers of one time-series point from its bucket's group (`None`: no rows, all
+/// zero). The cost is the exact decimal text of the bucket's `sum(cost_usd)`, never a float:
+/// null when no row of the bucket has a price.
+fn point_counts(p: &mut Row, r: Option<&Row>) {
+    let r = match r {
+        Some(r) => r,
+        None => {
+            for c in ["requests", "errors", "total_tokens"] {
+                p.insert(c.into(), json!(0));
+            }
+            p.insert("cost_usd".into(), json!(dec_text(0)));
+            return;
+        }
+    };
+    p.insert("requests".into(), json!(int(r.get("requests"))));
+    p.insert("errors".into(), json!(int(r.get("errors"))));
+    p.insert(
+        "cost_usd".into(),
+        dec_of(r.get("cost_usd")).map_or(Value::Null, |u| json!(dec_text(u))),
+    );
+    p.insert("total_tokens".into(), json!(int(r.get("total_tokens"))));
 }
 
 /// What a breakdown groups by.
@@ -729,15 +788,7 @@ pub async fn breakdown(
         (groups, totals.into_iter().next().unwrap_or_default())
     };
     groups.truncate(top);
-    let mut other = Map::new();
-    for c in ["requests", "errors", "total_tokens"] {
-        let rest = int(totals.get(c)) - groups.iter().map(|g| int(g.get(c))).sum::<i64>();
-        other.insert(c.into(), json!(rest));
-    }
-    let rest =
-        num(totals.get("cost_usd")) - groups.iter().map(|g| num(g.get("cost_usd"))).sum::<f64>();
-    // Sums of decimals are exact; keep float noise out of the "other" bucket.
-    other.insert("cost_usd".into(), json!((rest * 1e9).round() / 1e9));
+    let other = other_bucket(&totals, &groups);
     let groups: Vec<Value> = groups
         .into_iter()
         .map(|mut g| {
@@ -749,6 +800,25 @@ pub async fn breakdown(
         .collect();
     let other = (int(other.get("requests")) > 0).then_some(Value::Object(other));
     Ok(json!({ "groups": groups, "other": other, "totals": totals }))
+}
+
+/// What `groups` leave out of `totals`: counts, and the cost exactly (decimal text of
+/// totals − groups, null when the totals have no cost).
+fn other_bucket(totals: &Row, groups: &[Row]) -> Row {
+    let mut other = Map::new();
+    for c in ["requests", "errors", "total_tokens"] {
+        let rest = int(totals.get(c)) - groups.iter().map(|g| int(g.get(c))).sum::<i64>();
+        other.insert(c.into(), json!(rest));
+    }
+    let rest = dec_of(totals.get("cost_usd")).map(|total| {
+        let shown = groups
+            .iter()
+            .filter_map(|g| dec_of(g.get("cost_usd")))
+            .fold(0, i128::saturating_add);
+        json!(dec_text(total.saturating_sub(shown)))
+    });
+    other.insert("cost_usd".into(), rest.unwrap_or(Value::Null));
+    other
 }
 
 /// Every group of a high-cardinality dimension, computed per raw slice (whole days without a
@@ -980,7 +1050,7 @@ impl Node {
             .iter()
             .filter_map(|c| micros_of(c.get("end")))
             .max();
-        let cost: f64 = children.iter().map(|c| num(c.get("cost_usd"))).sum();
+        let cost = dec_sum(children.iter().map(|c| c.get("cost_usd")));
         let int = |k: &str| -> i64 {
             children
                 .iter()
@@ -995,7 +1065,7 @@ impl Node {
             "start": start.map(rfc3339),
             "end": end.map(rfc3339),
             "duration_ms": match (start, end) { (Some(a), Some(b)) => json!((b - a) as f64 / 1e3), _ => Value::Null },
-            "cost_usd": (cost * 1e12).round() / 1e12,
+            "cost_usd": cost,
             "request_count": count,
             "errors": errors,
             "children": children,
@@ -1621,6 +1691,100 @@ mod tests {
         );
         assert_eq!(dec_units("1.5"), Some(1_500_000_000_000_000_000));
         assert_eq!(dec_units("x"), None);
+    }
+
+    fn row(v: Value) -> Row {
+        v.as_object().cloned().expect("an object")
+    }
+
+    #[test]
+    fn the_other_bucket_is_exact() {
+        // Floats get both wrong: 0.3 - 0.1 - 0.2 is -2.8e-17, and the old rounding to 1e-9
+        // turned the sub-nano-dollar remainder of per-token prices into 0.
+        let groups = [
+            row(
+                json!({"key": "a", "requests": 5, "errors": 1, "total_tokens": 50, "cost_usd": "0.100000000000000000"}),
+            ),
+            row(
+                json!({"key": "b", "requests": 3, "errors": 0, "total_tokens": 30, "cost_usd": "0.200000000000000000"}),
+            ),
+            row(
+                json!({"key": "c", "requests": 1, "errors": 0, "total_tokens": 0, "cost_usd": null}),
+            ),
+        ];
+        let totals = row(
+            json!({"requests": 10, "errors": 2, "total_tokens": 90, "cost_usd": "0.300000000150000001"}),
+        );
+        assert_eq!(
+            Value::Object(other_bucket(&totals, &groups)),
+            json!({"requests": 1, "errors": 1, "total_tokens": 10, "cost_usd": "0.000000000150000001"})
+        );
+        let totals = row(json!({"requests": 9, "cost_usd": "0.300000000000000000"}));
+        assert_eq!(
+            other_bucket(&totals, &groups)["cost_usd"],
+            json!("0.000000000000000000")
+        );
+        // Beyond f64's 15-17 significant digits.
+        let big = [row(json!({"cost_usd": "98765432109.123456789012345678"}))];
+        let totals = row(json!({"cost_usd": "98765432110.123456789012345679"}));
+        assert_eq!(
+            other_bucket(&totals, &big)["cost_usd"],
+            json!("1.000000000000000001")
+        );
+        let none = row(json!({"requests": 4, "cost_usd": null}));
+        assert_eq!(other_bucket(&none, &groups)["cost_usd"], Value::Null);
+    }
+
+    #[test]
+    fn time_series_costs_are_exact_decimal_text() {
+        let mut p = Map::new();
+        point_counts(
+            &mut p,
+            Some(&row(json!({"requests": 7, "errors": 2, "total_tokens": 70,
+                "cost_usd": "12345678.123456789012345678"}))),
+        );
+        // As a float this is 12345678.123456789: nine digits lost.
+        assert_eq!(
+            Value::Object(p),
+            json!({"requests": 7, "errors": 2, "total_tokens": 70, "cost_usd": "12345678.123456789012345678"})
+        );
+        let mut p = Map::new();
+        point_counts(&mut p, None);
+        assert_eq!(p["cost_usd"], json!("0.000000000000000000"));
+        assert_eq!(p["requests"], json!(0));
+        let mut p = Map::new();
+        point_counts(&mut p, Some(&row(json!({"requests": 2, "cost_usd": null}))));
+        assert_eq!(p["cost_usd"], Value::Null, "no price in the bucket");
+    }
+
+    #[test]
+    fn session_costs_and_the_estimated_saving_are_exact() {
+        let costs = [
+            json!("0.100000000000000000"),
+            json!(null),
+            json!("0.200000000000000001"),
+        ];
+        assert_eq!(
+            dec_sum(costs.iter().map(Some)),
+            json!("0.300000000000000001")
+        );
+        assert_eq!(dec_sum([Some(&Value::Null), None]), Value::Null);
+        // 3 hits × (1.000000000000000000 / 3 misses) = 1, not 0.9999999999999999.
+        let misses = row(json!({"requests": 3, "cost_usd": "1.000000000000000000"}));
+        assert_eq!(
+            estimated_saving(3, Some(&misses)),
+            json!("1.000000000000000000")
+        );
+        // 2 hits × (1 / 3): rounded at the 18th decimal.
+        assert_eq!(
+            estimated_saving(2, Some(&misses)),
+            json!("0.666666666666666667")
+        );
+        assert_eq!(estimated_saving(0, None), json!("0.000000000000000000"));
+        assert_eq!(estimated_saving(5, None), Value::Null);
+        assert_eq!(dec_mul_div(-10, 1, 4), Some(-3));
+        assert_eq!(dec_mul_div(i128::MAX, 2, 1), None);
+        assert_eq!(dec_mul_div(1, 1, 0), None);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `GET /v1/analytics/*`: the dashboard's JSON API (thin handlers over
-//! `loupe_query::analytics`), the saved queries of `queries/`, the caller's API keys, and the
-//! dashboard itself (static assets embedded in the binary, served at `/`).
+//! `loupe_query::analytics`), the saved queries of `queries/`, and the dashboard
+//! itself (static assets embedded in the binary, served at `/`).
 //!
 //! Every analytics route takes the same query-string filters (see docs/api.md):
 //! `from`/`to` (RFC 3339) or `range` (`15m`, `24h`, `7d`, …; default `24h` ending now),
@@ -34,7 +34,6 @@ pub fn routes() -> Router<Shared> {
         .route("/v1/analytics/properties", get(property_keys))
         .route("/v1/analytics/properties/{key}", get(property_values))
         .route("/v1/queries", get(saved_queries))
-        .route("/v1/keys", get(list_keys))
         .route("/", get(index))
         .route("/assets/{*path}", get(asset))
 }
@@ -452,23 +451,6 @@ async fn saved_queries(State(st): State<Shared>, headers: HeaderMap) -> Result<R
         })
         .collect();
     Ok(json(json!({ "queries": queries })))
-}
-
-/// The API keys of the caller's org (prefixes only; keys are stored hashed).
-async fn list_keys(State(st): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let org = authenticate(&st, &headers)?;
-    let keys = crate::keys::list_keys(st.keys.path())
-        .map_err(|e| ApiError::new(ErrorKind::Internal, e))?;
-    let keys: Vec<Value> = keys
-        .into_iter()
-        .filter(|k| k.org_id == org)
-        .map(|k| {
-            json!({ "id": k.id, "name": k.name, "prefix": k.display_prefix, "created_at": k.created_at })
-        })
-        .collect();
-    Ok(json(
-        json!({ "org": org, "auth_required": st.keys.enabled(), "keys": keys }),
-    ))
 }
 
 /// The dashboard: plain ES modules, CSS and a vendored chart library, embedded in the binary.

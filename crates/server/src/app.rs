@@ -4,17 +4,17 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use loupe_ingest::{HeliconeRoute, IngestContext, IngestLimits};
 use loupe_model::{ErrorKind, PriceTable};
 use loupe_storage::Storage;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::error::ApiError;
-use crate::keys::KeyStore;
+use crate::keys::{Caller, KeyStore, StoredKey};
 
 /// Everything handlers share. No globals: this is passed to the router as state.
 pub struct AppState {
@@ -41,7 +41,9 @@ pub fn router(state: Shared) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/ingest", post(ingest_native))
         .route("/v1/hql", post(hql))
-        .route("/v1/hql/explain", post(hql_explain));
+        .route("/v1/hql/explain", post(hql_explain))
+        .route("/v1/keys", get(list_keys).post(create_key))
+        .route("/v1/keys/{id}", delete(revoke_key));
     for route in HeliconeRoute::ALL {
         r = r.route(
             route.path(),
@@ -59,7 +61,7 @@ pub fn router(state: Shared) -> Router {
             helicone_log(s, h, b, HeliconeRoute::Custom)
         }),
     );
-    // Dashboard: analytics API, saved queries, API keys, and the web UI at `/` (analytics.rs).
+    // Dashboard: analytics API, saved queries, and the web UI at `/` (analytics.rs).
     let r = r.merge(crate::analytics::routes());
     let gateway = state.gateway.clone();
     let r = r.fallback(not_found).with_state(state);
@@ -129,11 +131,12 @@ async fn metrics(State(st): State<Shared>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 
-/// Resolves the caller's org. With no keys configured everything belongs to `default`.
-/// Accepts `Authorization: Bearer <key>` and Helicone's `Helicone-Auth` (alias `Loupe-Auth`).
-pub(crate) fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+/// The caller's key: `None` when no key exists (then every request is accepted as org
+/// `default`). Accepts `Authorization: Bearer <key>` and Helicone's `Helicone-Auth` (alias
+/// `Loupe-Auth`).
+pub(crate) fn caller(st: &AppState, headers: &HeaderMap) -> Result<Option<Caller>, ApiError> {
     if !st.keys.enabled() {
-        return Ok("default".to_string());
+        return Ok(None);
     }
     let presented = ["loupe-auth", "helicone-auth", "authorization"]
         .iter()
@@ -152,12 +155,17 @@ pub(crate) fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<String,
             "missing API key: send 'Authorization: Bearer <key>' (create one with 'loupe keys create --org NAME')",
         ));
     };
-    st.keys.org_of(&key).ok_or_else(|| {
+    st.keys.caller(&key).map(Some).ok_or_else(|| {
         ApiError::new(
             ErrorKind::Unauthenticated,
             "invalid API key: it is unknown or was revoked",
         )
     })
+}
+
+/// Resolves the caller's org. With no keys configured everything belongs to `default`.
+pub(crate) fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    Ok(caller(st, headers)?.map_or_else(|| "default".to_string(), |c| c.org))
 }
 
 async fn read_body(st: &AppState, body: Body) -> Result<Bytes, ApiError> {
@@ -299,4 +307,149 @@ async fn hql_explain(
     let (org, req) = hql_request(&st, &headers, body).await?;
     let explain = st.query.explain(&org, &req.query).await?;
     Ok(axum::Json(explain).into_response())
+}
+
+/// Who may manage keys: any valid key, for its own org (keys have no roles: a key can already
+/// read and write everything of its org). Without keys the server cannot tell who is asking, and
+/// the first key turns authentication on for every client: that is done on the server.
+fn key_manager(st: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    caller(st, headers)?.ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::Forbidden,
+            "no API keys exist, so this server runs without authentication and cannot tell who is \
+             asking: create the first key on the server with 'loupe keys create --org NAME' (it \
+             turns authentication on for every client); then any key of an org can create and \
+             revoke that org's keys here",
+        )
+    })
+}
+
+/// A key as the API shows it: never the key itself, nor its hash.
+fn key_json(k: &StoredKey, caller: Option<&Caller>) -> Value {
+    json!({
+        "id": k.id,
+        "name": k.name,
+        "prefix": k.display_prefix,
+        "created_at": k.created_at,
+        "created_by": k.created_by,
+        "current": caller.is_some_and(|c| c.key_id == k.id),
+    })
+}
+
+/// `GET /v1/keys`: the caller's org and its keys (prefixes only; keys are stored hashed).
+async fn list_keys(State(st): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let caller = caller(&st, &headers)?;
+    let org = caller
+        .as_ref()
+        .map_or_else(|| "default".to_string(), |c| c.org.clone());
+    let keys: Vec<Value> = st
+        .keys
+        .list(&org)?
+        .iter()
+        .map(|k| key_json(k, caller.as_ref()))
+        .collect();
+    Ok(
+        axum::Json(json!({ "org": org, "auth_required": caller.is_some(), "keys": keys }))
+            .into_response(),
+    )
+}
+
+fn field_error(field: &str, message: impl Into<String>) -> ApiError {
+    let mut e = ApiError::new(ErrorKind::InvalidInput, message);
+    e.details = Some(json!({ "field": field }));
+    e
+}
+
+/// The name in a `POST /v1/keys` body: `{"name": "LABEL"}`, nothing else.
+fn new_key_name(bytes: &[u8]) -> Result<String, ApiError> {
+    const SHAPE: &str = "the body must be a JSON object {\"name\": \"LABEL\"}";
+    let v: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::new(ErrorKind::InvalidInput, format!("{SHAPE}: {e}")))?;
+    let Value::Object(obj) = v else {
+        return Err(ApiError::new(
+            ErrorKind::InvalidInput,
+            format!("{SHAPE}, not {v}"),
+        ));
+    };
+    for k in obj.keys() {
+        match k.as_str() {
+            "name" => {}
+            "org" => {
+                return Err(field_error(
+                    "org",
+                    "org cannot be chosen: a key is created for the org of the key you sign in \
+                     with; remove the field (for another org, sign in with its key, or run \
+                     'loupe keys create --org NAME' on the server)",
+                ));
+            }
+            other => {
+                return Err(field_error(
+                    other,
+                    format!("unknown field {other:?}: {SHAPE}"),
+                ));
+            }
+        }
+    }
+    match obj.get("name") {
+        None => Err(field_error(
+            "name",
+            format!("name is required: {SHAPE}, e.g. {{\"name\": \"ci-pipeline\"}}"),
+        )),
+        Some(Value::String(s)) if s.is_empty() => Err(field_error(
+            "name",
+            "name is empty: give the key a label saying who or what uses it, e.g. \"ci-pipeline\"",
+        )),
+        Some(Value::String(s)) => {
+            crate::keys::validate_name(s)?;
+            Ok(s.clone())
+        }
+        Some(other) => Err(field_error(
+            "name",
+            format!("name must be a string such as \"ci-pipeline\", not {other}"),
+        )),
+    }
+}
+
+fn worker_failed(e: tokio::task::JoinError) -> ApiError {
+    ApiError::new(ErrorKind::Internal, format!("key worker failed: {e}"))
+}
+
+/// `POST /v1/keys`: a new key of the caller's org. The key is in this answer only.
+async fn create_key(
+    State(st): State<Shared>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let caller = key_manager(&st, &headers)?;
+    let bytes = read_body(&st, body).await?;
+    let name = new_key_name(&bytes)?;
+    let keys = st.keys.clone();
+    let (key, stored) =
+        tokio::task::spawn_blocking(move || keys.create(&caller.org, &name, Some(&caller.key_id)))
+            .await
+            .map_err(worker_failed)??;
+    let mut v = key_json(&stored, None);
+    v["org"] = json!(stored.org_id);
+    v["key"] = json!(key);
+    Ok((
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(v),
+    )
+        .into_response())
+}
+
+/// `DELETE /v1/keys/{id}`: revokes a key of the caller's org (not the caller's own key).
+async fn revoke_key(
+    State(st): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let caller = key_manager(&st, &headers)?;
+    let keys = st.keys.clone();
+    let revoked =
+        tokio::task::spawn_blocking(move || keys.revoke(&caller.org, &id, &caller.key_id))
+            .await
+            .map_err(worker_failed)??;
+    Ok(axum::Json(json!({ "revoked": key_json(&revoked, None) })).into_response())
 }

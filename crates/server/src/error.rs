@@ -115,3 +115,24 @@ impl From<loupe_query::QueryError> for ApiError {
         }
     }
 }
+
+impl From<crate::keys::KeyError> for ApiError {
+    fn from(e: crate::keys::KeyError) -> Self {
+        use crate::keys::KeyError;
+        let (kind, details) = match &e {
+            KeyError::Invalid { field, .. } => {
+                (ErrorKind::InvalidInput, Some(json!({ "field": field })))
+            }
+            KeyError::NotFound(_) => (ErrorKind::NotFound, None),
+            KeyError::Forbidden(_) => (ErrorKind::Forbidden, None),
+            KeyError::Storage(_) => (ErrorKind::Internal, None),
+        };
+        ApiError {
+            kind,
+            code: None,
+            message: e.to_string(),
+            details,
+            retry_after_secs: None,
+        }
+    }
+}

@@ -84,6 +84,15 @@ enum KeysCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Revoke a key by id (any org); a running server refuses it from its next request.
+    Revoke {
+        /// The key's id, as printed by `loupe keys list`.
+        id: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 fn init_tracing() {
@@ -170,7 +179,8 @@ fn run(cli: Cli) -> Result<(), String> {
                     data_dir,
                 },
             )?;
-            let (key, stored) = keys::create_key(&cfg.keys_file(), &org, &name)?;
+            let (key, stored) =
+                keys::create_key(&cfg.keys_file(), &org, &name).map_err(|e| e.to_string())?;
             println!("{key}");
             eprintln!(
                 "created key {} for org '{}' (stored hashed in {}); it will not be shown again",
@@ -190,10 +200,38 @@ fn run(cli: Cli) -> Result<(), String> {
                     data_dir,
                 },
             )?;
-            for k in keys::list_keys(&cfg.keys_file())? {
+            for k in keys::list_keys(&cfg.keys_file()).map_err(|e| e.to_string())? {
                 println!(
                     "{}\t{}…\t{}\t{}\t{}",
                     k.id, k.display_prefix, k.org_id, k.name, k.created_at
+                );
+            }
+            Ok(())
+        }
+        Command::Keys {
+            command:
+                KeysCommand::Revoke {
+                    id,
+                    config,
+                    data_dir,
+                },
+        } => {
+            let cfg = load(
+                config,
+                Overrides {
+                    listen: None,
+                    data_dir,
+                },
+            )?;
+            let (k, left) = keys::revoke_key(&cfg.keys_file(), &id).map_err(|e| e.to_string())?;
+            eprintln!(
+                "revoked key {}… ('{}') of org '{}'",
+                k.display_prefix, k.name, k.org_id
+            );
+            if left == 0 {
+                eprintln!(
+                    "warning: no API keys remain, so authentication is off: a running server accepts \
+                     every request as org 'default' (and will not start on a non-loopback address)"
                 );
             }
             Ok(())

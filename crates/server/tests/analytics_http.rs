@@ -162,8 +162,13 @@ async fn check_against_oracle(api: &Api<'_>) {
             .unwrap_or_else(|| panic!("no point at {}", o["t"]));
         assert_eq!(p["requests"], o["n"]);
         assert_eq!(p["errors"], o["e"]);
-        assert!(close(f(&p["cost_usd"]), f(&o["cost"])));
+        assert_eq!(p["cost_usd"], o["cost"], "exact decimal cost per bucket");
     }
+    let empty = points
+        .iter()
+        .filter(|p| p["requests"] == 0)
+        .map(|p| &p["cost_usd"]);
+    assert!(empty.into_iter().all(|c| *c == "0.000000000000000000"));
     let total: u64 = points
         .iter()
         .map(|p| p["requests"].as_u64().expect("n"))
@@ -191,6 +196,17 @@ async fn check_against_oracle(api: &Api<'_>) {
         .map(|g| g["requests"].as_u64().expect("n"))
         .sum();
     assert_eq!(f(&b["other"]["requests"]) as u64, COUNT - top);
+    // "other" is the exact sum of every other model's cost.
+    let shown: Vec<String> = groups.iter().map(|g| format!("{}", g["key"])).collect();
+    let o = api
+        .hql(&format!(
+            "requests | where {RANGE} and (model !in ({}) or model is null) | summarize n = count(), cost = sum(cost_usd)",
+            shown.join(", ")
+        ))
+        .await;
+    assert_eq!(b["other"]["requests"], o[0]["n"]);
+    assert_eq!(b["other"]["cost_usd"], o[0]["cost"], "{b}");
+    assert!(b["other"]["cost_usd"].is_string());
 
     // Breakdown by a property, filtered by status class.
     let b = api
@@ -267,6 +283,12 @@ async fn check_against_oracle(api: &Api<'_>) {
     let id = biggest["session_id"].as_str().expect("id");
     let t = api.an(&format!("sessions/{id}"), "").await;
     assert_eq!(t["tree"]["request_count"], biggest["n"]);
+    let o = api
+        .hql(&format!(
+            "requests | where {RANGE} and session_id == \"{id}\" | summarize cost = sum(cost_usd)"
+        ))
+        .await;
+    assert_eq!(t["tree"]["cost_usd"], o[0]["cost"], "exact session cost");
     let mut leaves = 0;
     let mut stack = vec![&t["tree"]];
     while let Some(n) = stack.pop() {

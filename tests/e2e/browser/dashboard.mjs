@@ -1,6 +1,6 @@
 // Drives the dashboard in headless Chromium (Debian's /usr/bin/chromium) with playwright-core.
-// Usage: node dashboard.mjs '<json>' with {base, key, from, to, artifacts, expect: {requests,
-// chat_requests}}. Exits non-zero with a message on the first failed step; screenshots go to
+// Usage: node dashboard.mjs '<json>' with {base, key, org, from, to, artifacts, expect: {requests,
+// errors, chat_requests}}. Exits non-zero with a message on the first failed step; screenshots go to
 // `artifacts`.
 import { chromium } from "playwright-core";
 
@@ -117,6 +117,56 @@ await step("08-users-and-properties", async () => {
   await page.locator("[data-testid=users-table] tbody tr").first().waitFor({ timeout: 30000 });
   await page.goto(`${cfg.base}/#/properties?${range}&key=feature`);
   await page.locator("[data-testid=property-values] tbody tr").first().waitFor({ timeout: 30000 });
+});
+
+let newKey = "";
+await step("09-key-created", async () => {
+  await page.context().grantPermissions(["clipboard-read", "clipboard-write"], { origin: cfg.base });
+  await page.goto(`${cfg.base}/#/settings`);
+  const rows = page.locator("[data-testid=keys-table] tbody tr");
+  await rows.first().waitFor({ timeout: 30000 });
+  // The key signed in with cannot revoke itself.
+  const own = rows.filter({ hasText: "this session" });
+  if (!(await own.locator("[data-testid=revoke-key]").isDisabled())) throw new Error("the session's own key can be revoked");
+  await page.fill("[data-testid=new-key-name]", "e2e browser key");
+  await page.click("[data-testid=new-key-form] button[type=submit]");
+  const field = page.locator("[data-testid=new-key]");
+  await field.waitFor({ timeout: 30000 });
+  newKey = await field.inputValue();
+  if (!/^sk-loupe-[0-9a-f]{48}$/.test(newKey)) throw new Error(`not a key: ${newKey}`);
+  await page.locator("[data-testid=new-key-box]", { hasText: "it will not be shown again" }).waitFor({ timeout: 30000 });
+  await rows.filter({ hasText: "e2e browser key" }).waitFor({ timeout: 30000 });
+  await page.click("[data-testid=copy-key]");
+  await page.locator("[data-testid=copy-status]", { hasText: "Copied." }).waitFor({ timeout: 30000 });
+  const copied = await page.evaluate(() => navigator.clipboard.readText());
+  if (copied !== newKey) throw new Error(`clipboard holds ${JSON.stringify(copied)}, not the new key`);
+  // The new key works at once, for the same org.
+  const r = await fetch(`${cfg.base}/v1/keys`, { headers: { authorization: `Bearer ${newKey}` } });
+  const body = await r.json();
+  if (r.status !== 200 || body.org !== cfg.org) throw new Error(`the new key: ${r.status} ${JSON.stringify(body)}`);
+});
+
+await step("10-key-revoked", async () => {
+  const row = page.locator("[data-testid=keys-table] tbody tr").filter({ hasText: "e2e browser key" });
+  // Cancelling the confirmation keeps the key.
+  let asked = "";
+  page.once("dialog", (d) => { asked = d.message(); d.dismiss(); });
+  await row.locator("[data-testid=revoke-key]").click();
+  if (!asked.includes("cannot be undone")) throw new Error(`confirmation: ${JSON.stringify(asked)}`);
+  await page.waitForTimeout(300);
+  if ((await row.count()) !== 1) throw new Error("the key went away although the revocation was cancelled");
+  page.once("dialog", (d) => d.accept());
+  await row.locator("[data-testid=revoke-key]").click();
+  await page.locator("[data-testid=keys-feedback]", { hasText: "revoked" }).waitFor({ timeout: 30000 });
+  await row.waitFor({ state: "detached", timeout: 30000 });
+  await page.locator("[data-testid=new-key-box]").waitFor({ state: "detached", timeout: 30000 });
+  const text = await page.locator("main").textContent();
+  if (/\b(null|undefined)\b/.test(text)) throw new Error(`the settings page shows null/undefined: ${text}`);
+  const r = await fetch(`${cfg.base}/v1/keys`, { headers: { authorization: `Bearer ${newKey}` } });
+  if (r.status !== 401) throw new Error(`the revoked key got ${r.status}, not 401`);
+  // The session's own key still works.
+  const own = await fetch(`${cfg.base}/v1/keys`, { headers: { authorization: `Bearer ${cfg.key}` } });
+  if (own.status !== 200) throw new Error(`the signed-in key got ${own.status} after revoking another key`);
 });
 
 await browser.close();

@@ -39,3 +39,4 @@ export function analytics(path, filter, extra = {}) {
 
 export const get = (path) => call("GET", path);
 export const post = (path, body) => call("POST", path, body);
+export const del = (path) => call("DELETE", path);

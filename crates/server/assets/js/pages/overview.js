@@ -45,7 +45,8 @@ export default async function overview(root, filter, _params, ctx) {
       { label: "errors", values: col(ts.points, "errors"), color: "#d92d20" },
     ], { fmt: fmtCompact })),
     h("div.panel", h("h2", `Cost per ${bucket}`), timeChart(t, [
-      { label: "cost", values: col(ts.points, "cost_usd"), color: "#079455", fill: "rgba(7,148,85,.08)" },
+      // Costs are exact decimal strings; the chart only needs their approximate value.
+      { label: "cost", values: col(ts.points, "cost_usd").map((v) => (v === null ? null : Number(v))), color: "#079455", fill: "rgba(7,148,85,.08)" },
     ], { fmt: fmtCost })),
     latencyPanel,
     h("div.panel", h("h2", "Tokens"), timeChart(t, [
