@@ -94,6 +94,18 @@ await step("05-session-tree", async () => {
   await page.locator("[data-testid=request-detail]").waitFor({ timeout: 30000 });
 });
 
+await step("05b-session-spans", async () => {
+  // An OpenTelemetry-traced session (posted by the test over OTLP): its spans as a trace tree.
+  await page.goto(`${cfg.base}/#/sessions?${range}&session_view=${encodeURIComponent(cfg.otel_session)}`);
+  const spans = page.locator("[data-testid=session-spans]");
+  await spans.locator("[data-testid=span-node]", { hasText: "answer.workflow" }).waitFor({ timeout: 30000 });
+  await spans.locator("[data-testid=span-node]", { hasText: "search.tool" }).waitFor({ timeout: 30000 });
+  const llm = spans.locator("[data-testid=span-llm]");
+  if ((await llm.count()) !== 1) throw new Error(`expected one LLM span, found ${await llm.count()}`);
+  await llm.click();
+  await page.locator("[data-testid=request-detail]").waitFor({ timeout: 30000 });
+});
+
 await step("06-hql-syntax-error", async () => {
   await page.goto(`${cfg.base}/#/hql`);
   await page.locator("[data-testid=saved-query]").first().waitFor({ timeout: 30000 });
