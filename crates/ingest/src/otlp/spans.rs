@@ -220,6 +220,31 @@ pub(crate) fn from_nanos(n: u64) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(secs, (n % 1_000_000_000) as u32)
 }
 
+/// A span's times: its start as sent, then start (else end, else now), end (defaulting to the
+/// start) and the duration in whole milliseconds; an error when they are out of order or outside
+/// the accepted window.
+type SpanTimes = (Option<DateTime<Utc>>, DateTime<Utc>, DateTime<Utc>, i64);
+
+fn span_times(span: &Span, ctx: &IngestContext) -> Result<SpanTimes, String> {
+    let start = from_nanos(span.start_time_unix_nano);
+    let end = from_nanos(span.end_time_unix_nano);
+    let created = start.or(end).unwrap_or(ctx.now);
+    let completed = match (start, end) {
+        (Some(s), Some(e)) if e < s => {
+            return Err(format!(
+                "endTimeUnixNano ({}) is before startTimeUnixNano ({})",
+                span.end_time_unix_nano, span.start_time_unix_nano
+            ));
+        }
+        (_, Some(e)) => e,
+        _ => created,
+    };
+    check_time_window(created, ctx.now).map_err(|w| format!("startTimeUnixNano: {w}"))?;
+    check_time_window(completed, ctx.now).map_err(|w| format!("endTimeUnixNano: {w}"))?;
+    let us = (completed - created).num_microseconds().unwrap_or(0);
+    Ok((start, created, completed, (us + 500) / 1000))
+}
+
 /// Loupe's provider id for an OTel `gen_ai.provider.name` / `gen_ai.system` value.
 fn provider_id(raw: &str) -> String {
     let p = raw.trim().to_ascii_lowercase();
@@ -273,24 +298,7 @@ fn span_record(
     let trace_id = hex::encode(&span.trace_id);
     let span_id = hex::encode(&span.span_id);
 
-    // Times: start, else end, else now; end defaults to start.
-    let start = from_nanos(span.start_time_unix_nano);
-    let end = from_nanos(span.end_time_unix_nano);
-    let created = start.or(end).unwrap_or(ctx.now);
-    let completed = match (start, end) {
-        (Some(s), Some(e)) if e < s => {
-            return Err(format!(
-                "endTimeUnixNano ({}) is before startTimeUnixNano ({})",
-                span.end_time_unix_nano, span.start_time_unix_nano
-            ));
-        }
-        (_, Some(e)) => e,
-        _ => created,
-    };
-    check_time_window(created, ctx.now).map_err(|w| format!("startTimeUnixNano: {w}"))?;
-    check_time_window(completed, ctx.now).map_err(|w| format!("endTimeUnixNano: {w}"))?;
-    let latency_us = (completed - created).num_microseconds().unwrap_or(0);
-    let latency_ms = (latency_us + 500) / 1000;
+    let (start, created, completed, latency_ms) = span_times(span, ctx)?;
 
     let stream = [
         "gen_ai.request.stream",
@@ -603,22 +611,7 @@ fn span_row(
     let limits = ctx.limits;
     let trace_id = hex::encode(&span.trace_id);
     let span_id = hex::encode(&span.span_id);
-    let start = from_nanos(span.start_time_unix_nano);
-    let end = from_nanos(span.end_time_unix_nano);
-    let created = start.or(end).unwrap_or(ctx.now);
-    let completed = match (start, end) {
-        (Some(s), Some(e)) if e < s => {
-            return Err(format!(
-                "endTimeUnixNano ({}) is before startTimeUnixNano ({})",
-                span.end_time_unix_nano, span.start_time_unix_nano
-            ));
-        }
-        (_, Some(e)) => e,
-        _ => created,
-    };
-    check_time_window(created, ctx.now).map_err(|w| format!("startTimeUnixNano: {w}"))?;
-    check_time_window(completed, ctx.now).map_err(|w| format!("endTimeUnixNano: {w}"))?;
-    let duration_us = (completed - created).num_microseconds().unwrap_or(0);
+    let (_, created, completed, duration_ms) = span_times(span, ctx)?;
     let a = by_key(&span.attributes);
     let assoc = association(&a, limits)?;
     let attributes = attrs_json(
@@ -692,7 +685,7 @@ fn span_row(
         span_id,
         created_at: created,
         completed_at: completed,
-        duration_ms: (duration_us + 500) / 1000,
+        duration_ms,
         name: span.name.clone(),
         kind: SPAN_KINDS
             .get(usize::try_from(span.kind).unwrap_or(0))
