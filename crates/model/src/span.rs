@@ -230,16 +230,16 @@ mod tests {
 
     #[test]
     fn batch_matches_schema_and_marks_llm_spans() {
-        let b = spans_to_batch(&[span(0, false), span(1, true)]).unwrap();
+        let b = spans_to_batch(&[span(0, false), span(1, true)]).expect("test");
         assert_eq!(b.schema(), spans_schema());
         assert_eq!(b.num_rows(), 2);
-        let llm = b.column_by_name("is_llm").unwrap().as_boolean();
+        let llm = b.column_by_name("is_llm").expect("test").as_boolean();
         assert!(!llm.value(0) && llm.value(1));
-        let parent = b.column_by_name("parent_span_id").unwrap();
+        let parent = b.column_by_name("parent_span_id").expect("test");
         assert!(parent.is_null(0) && !parent.is_null(1));
         let day = b
             .column_by_name("day")
-            .unwrap()
+            .expect("test")
             .as_primitive::<arrow::datatypes::Date32Type>();
         assert_eq!(day.value(0), day_of(span(0, false).created_at));
     }

@@ -153,7 +153,7 @@ fn span_row(org: &str, i: u32, now: chrono::DateTime<Utc>) -> SpanRecord {
         duration_ms,
         name: name.to_owned(),
         kind: "internal".into(),
-        status: if i % (7 + other) == 0 {
+        status: if i.is_multiple_of(7 + other) {
             "error"
         } else {
             "unset"
