@@ -31,8 +31,12 @@ fn queries() -> Vec<(String, String)> {
 
 fn bench(c: &mut Criterion) {
     let table = MemTable::try_new(loupe_model::requests_schema(), vec![vec![]]).expect("table");
+    let spans = MemTable::try_new(loupe_model::spans_schema(), vec![vec![]]).expect("table");
     let catalog = TableList {
-        tables: vec![("requests".into(), provider_as_source(Arc::new(table)))],
+        tables: vec![
+            ("requests".into(), provider_as_source(Arc::new(table))),
+            ("spans".into(), provider_as_source(Arc::new(spans))),
+        ],
         rollups: Vec::new(),
     };
     let opts = PlanOptions {
