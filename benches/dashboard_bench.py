@@ -1,11 +1,13 @@
 """Dashboard API latency on the HQL bench dataset (10M rows over 30 days by default).
 
-Starts the release `loupe` twice on the same data directory: with the hourly roll-up (as shipped)
-and without it (`LOUPE__QUERY__USE_ROLLUPS=false`, the baseline), and times, per page load:
+Starts the release `loupe` twice on the same data directory: with the hourly roll-ups (as
+shipped; it first waits until every roll-up table is in step, rebuilt if the data directory
+predates one) and without them (`LOUPE__QUERY__USE_ROLLUPS=false`, the baseline), and times, per
+page load:
   overview   overview_rollup_wave: the page's first wave (summary and time series without
              percentiles, models, providers), all at once, wall time until
              the last answer; overview_all: both waves at once (plus latency/TTFT percentiles and
-             top users, from raw rows);
+             top users);
   requests   the first page of the requests list (50 rows), then the next page by cursor;
   detail     one request's detail drawer (with its `at` hint).
 Medians over --runs loads after one warm-up. Writes bench-results/dashboard.json.
@@ -54,6 +56,41 @@ def start(loupe_bin, data, env_extra):
     raise SystemExit("loupe did not start; see " + log_path)
 
 
+def post(base, path, body):
+    req = urllib.request.Request(base + path, data=json.dumps(body).encode(),
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=600) as r:
+        return json.loads(r.read())
+
+
+# One query per roll-up table (see docs/hql.md): its plan names the table once it is in step.
+ROLLUP_PROBES = {
+    "requests_hourly": "requests | summarize count() by model",
+    "requests_latency_hourly": "requests | summarize n = count() by b = toint(log10(latency_ms + 1) * 200)",
+    "requests_ttft_hourly": "requests | summarize n = count() by b = toint(log10(ttft_ms + 1) * 200)",
+    "requests_users_hourly": "requests | summarize n = count() by user_id",
+}
+
+
+def scans(plan, table):
+    """True if the plan text scans `table` itself (not `<table>_flushed`)."""
+    return any(l.strip() == f"TableScan: {table}" or l.strip().startswith(f"TableScan: {table} ")
+               for l in plan.splitlines())
+
+
+def wait_for_rollups(base, timeout_s=1800):
+    """Until every roll-up is in step (a data directory from before one is rebuilt at start)."""
+    t = time.time()
+    while True:
+        missing = [name for name, q in ROLLUP_PROBES.items()
+                   if not scans(post(base, "/v1/hql/explain", {"query": q})["logical"], name)]
+        if not missing:
+            return round(time.time() - t, 1)
+        if time.time() - t > timeout_s:
+            raise SystemExit(f"roll-ups not in step after {timeout_s} s: {missing}")
+        time.sleep(2)
+
+
 def timed(fn, runs):
     fn()  # warm-up (file metadata, page cache)
     xs = []
@@ -71,7 +108,7 @@ def measure(base, q, runs):
         f"/v1/analytics/breakdown?{q}&by=model&metric=cost&top=10",
         f"/v1/analytics/breakdown?{q}&by=provider&metric=requests&top=10",
     ]
-    slow = [  # what needs raw rows: latency/TTFT percentiles, top users
+    slow = [  # the second wave: latency/TTFT percentiles, top users
         f"/v1/analytics/summary?{q}&percentiles=only",
         f"/v1/analytics/timeseries?{q}&percentiles=only",
         f"/v1/analytics/breakdown?{q}&by=user&metric=cost&top=10",
@@ -103,6 +140,8 @@ def main():
     ap.add_argument("--data-dir", default=os.path.join(ROOT, "bench-results", "hql-data"))
     ap.add_argument("--target-dir", default=os.path.join(ROOT, "target"))
     ap.add_argument("--profile-dir", default="release")
+    ap.add_argument("--no-wait-rollups", action="store_true",
+                    help="do not wait for every roll-up table to be in step (a build that lacks some)")
     args = ap.parse_args()
     loupe_bin = os.path.join(args.target_dir, args.profile_dir, "loupe")
     data = args.data_dir
@@ -123,6 +162,9 @@ def main():
         srv, base = start(loupe_bin, data, env)
         try:
             print(f"==> {name}", flush=True)
+            if not env and not args.no_wait_rollups:
+                waited = wait_for_rollups(base)
+                print(f"    roll-ups in step after {waited} s", flush=True)
             results[name] = measure(base, q, args.runs)
             print(json.dumps(results[name], indent=1), flush=True)
         finally:

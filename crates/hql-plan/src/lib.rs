@@ -21,13 +21,13 @@ use loupe_hql_syntax::Query;
 
 pub use error::{HqlError, PlanError, codes};
 pub use functions::{AGGREGATES, SCALARS};
-pub use rollup::RollupSources;
+pub use rollup::{RollupSources, RollupTable, reads_rollup};
 
 /// The tables a query can read, by name.
 pub trait Catalog {
     fn table(&self, name: &str) -> Option<Arc<dyn TableSource>>;
     fn table_names(&self) -> Vec<String>;
-    /// An hourly roll-up of `table` that dashboard-shaped queries may read instead of raw rows
+    /// Hourly roll-ups of `table` that dashboard-shaped queries may read instead of raw rows
     /// (same answers; see the `rollup` module). `None`: always read raw rows.
     fn rollup(&self, _table: &str) -> Option<RollupSources> {
         None

@@ -1,8 +1,9 @@
-//! Transparent use of an hourly roll-up.
+//! Transparent use of hourly roll-ups.
 //!
 //! A query shaped like a dashboard tile — `T | where … | summarize count(), countif(…),
 //! sum(<summed column>) by <dimensions>, bin(created_at, <whole hours>) | …` — is answered from
-//! three sources when the catalog offers a roll-up for `T` ([`RollupSources`]):
+//! three sources when the catalog offers a roll-up of `T` whose dimensions and sums cover it
+//! ([`RollupSources`]; the first such roll-up, smallest first):
 //!
 //! * the roll-up's rows for the whole hours inside the query's time bounds,
 //! * the flushed raw rows outside those hours (the partial hours at the edges),
@@ -12,7 +13,11 @@
 //! `where` is applied above the union (roll-up rows carry the start of their hour in
 //! `created_at`, which satisfies the time bounds exactly when the whole hour does), then
 //! `count()` becomes `coalesce(sum(n), 0)`, `countif(p)` becomes `coalesce(sum(iff(p, n, 0)), 0)`
-//! and `sum(x)` stays. Results are identical to the raw plan, which is used for every other shape.
+//! and `sum(x)` stays. A histogram roll-up also has the log-scale bucket of one column as a
+//! dimension: `by b = toint(log10(latency_ms + 1) * 200)` (exactly that expression,
+//! `loupe_model::schema::log_bucket_hql`) groups by its stored `bucket`, and the raw branches
+//! compute the same expression with the same compiler. Results are identical to the raw plan,
+//! which is used for every other shape.
 
 use std::sync::Arc;
 
@@ -27,12 +32,20 @@ use crate::expr::R;
 use crate::plan::ORG_COLUMN;
 use crate::{Catalog, PlanError, PlanOptions};
 
-/// What a roll-up-backed table offers the planner. All three share the columns of the table;
-/// `hourly` has the roll-up's columns (see `loupe_storage::rollup`).
+/// One roll-up table: its spec and its rows (columns as in `loupe_storage::rollup`).
+#[derive(Clone)]
+pub struct RollupTable {
+    pub spec: &'static RollupSpec,
+    /// One row per (org_id, hour in `created_at`, dimensions[, bucket]) with `n` and the sums.
+    pub source: Arc<dyn TableSource>,
+}
+
+/// What a roll-up-backed table offers the planner. `flushed` and `pending` have the columns of
+/// the table.
 #[derive(Clone)]
 pub struct RollupSources {
-    /// One row per (org_id, hour in `created_at`, dimensions) with `n` and the sums.
-    pub hourly: Arc<dyn TableSource>,
+    /// The roll-ups in step with `flushed`, smallest first.
+    pub tables: Vec<RollupTable>,
     /// The raw rows the roll-up covers.
     pub flushed: Arc<dyn TableSource>,
     /// The raw rows it does not cover yet.
@@ -45,12 +58,34 @@ impl std::fmt::Debug for RollupSources {
     }
 }
 
-use loupe_model::schema::{PARTITION_COLUMN, ROLLUP_DIMENSIONS, ROLLUP_SUMS as SUMS};
+use loupe_model::schema::{PARTITION_COLUMN, ROLLUP_BUCKET, RollupSpec, log_bucket_hql};
 
 /// Columns a roll-up row has exactly (besides `created_at`): the org, the grouping columns and
 /// the day (derived from the hour).
-fn is_dimension(name: &str) -> bool {
-    name == ORG_COLUMN || name == PARTITION_COLUMN || ROLLUP_DIMENSIONS.contains(&name)
+fn is_dimension(name: &str, spec: &RollupSpec) -> bool {
+    name == ORG_COLUMN || name == PARTITION_COLUMN || spec.dimensions.contains(&name)
+}
+
+/// True if `e` is the log-scale bucket expression of the roll-up's histogram column.
+fn is_bucket(e: &Ast, spec: &RollupSpec) -> bool {
+    let Some(c) = spec.bucket_of else {
+        return false;
+    };
+    let Ok(want) = loupe_hql_syntax::parse_expr(&log_bucket_hql(c)) else {
+        return false;
+    };
+    use loupe_hql_syntax::pretty::expr_to_hql;
+    expr_to_hql(e) == expr_to_hql(&want)
+}
+
+/// True if `plan` reads a roll-up table (the plan of a query answered from one).
+pub fn reads_rollup(plan: &LogicalPlan) -> bool {
+    use datafusion::common::tree_node::TreeNode;
+    plan.exists(|p| {
+        Ok(matches!(p, LogicalPlan::TableScan(s)
+            if loupe_model::schema::ROLLUPS.iter().any(|r| s.table_name.table() == r.table)))
+    })
+    .unwrap_or(false)
 }
 
 const TIME: &str = "created_at";
@@ -69,18 +104,15 @@ pub(crate) fn try_plan(
     let Some(raw) = catalog.table(&q.source.name) else {
         return Ok(None);
     };
-    let Some((bounds, ops)) = rewrite(q, opts.now_micros) else {
-        return Ok(None);
-    };
-    let plan = union(
-        &q.source.name,
-        &sources,
-        raw.schema().as_ref(),
-        bounds,
-        opts,
-    )
-    .map_err(|e| PlanError::engine(q.source.span, &e))?;
-    Ok(Some((plan, ops)))
+    for table in &sources.tables {
+        let Some((bounds, ops)) = rewrite(q, table.spec, opts.now_micros) else {
+            continue;
+        };
+        let plan = union(table, &sources, raw.schema().as_ref(), bounds, opts)
+            .map_err(|e| PlanError::engine(q.source.span, &e))?;
+        return Ok(Some((plan, ops)));
+    }
+    Ok(None)
 }
 
 /// Whole hours `[lo, hi)` the time bounds fully include (`None`: unbounded on that side).
@@ -95,7 +127,7 @@ fn floor_hour(t: i64) -> i64 {
 }
 
 /// The rewritten operators (leading `where`s kept, the summarize rewritten, the rest as is).
-fn rewrite(q: &Query, now: i64) -> Option<(Hours, Vec<Op>)> {
+fn rewrite(q: &Query, spec: &RollupSpec, now: i64) -> Option<(Hours, Vec<Op>)> {
     let mut hours = Hours::default();
     let mut ops = Vec::with_capacity(q.ops.len());
     let mut it = q.ops.iter();
@@ -106,7 +138,7 @@ fn rewrite(q: &Query, now: i64) -> Option<(Hours, Vec<Op>)> {
                 let mut conjuncts = Vec::new();
                 split_and(predicate, &mut conjuncts);
                 for c in conjuncts {
-                    if !time_bound(c, now, &mut hours) && !only_dimensions(c) {
+                    if !time_bound(c, now, &mut hours) && !only_dimensions(c, spec) {
                         return None;
                     }
                 }
@@ -125,8 +157,18 @@ fn rewrite(q: &Query, now: i64) -> Option<(Hours, Vec<Op>)> {
         }
     };
     let (op, aggregates, by) = summarize;
-    for b in &by {
-        if !(only_dimensions(&b.expr) || hourly_bin(&b.expr)) || b.output_name().is_none() {
+    let mut groups = Vec::with_capacity(by.len());
+    for b in by {
+        let name = b.output_name()?;
+        if is_bucket(&b.expr, spec) {
+            groups.push(NamedExpr {
+                alias: Some(ident(&name, b.alias.as_ref().map_or(b.span, |i| i.span))),
+                expr: column(ROLLUP_BUCKET, b.expr.span),
+                span: b.span,
+            });
+        } else if only_dimensions(&b.expr, spec) || hourly_bin(&b.expr) {
+            groups.push(b);
+        } else {
             return None;
         }
     }
@@ -146,7 +188,7 @@ fn rewrite(q: &Query, now: i64) -> Option<(Hours, Vec<Op>)> {
         let expr = match &a.expr.kind {
             ExprKind::Call { name: f, args } => match (f.name.as_str(), args.as_slice()) {
                 ("count", []) => call("coalesce", vec![call("sum", vec![n()], span), zero()], span),
-                ("countif", [p]) if only_dimensions(p) => {
+                ("countif", [p]) if only_dimensions(p, spec) => {
                     let iff = Ast::new(
                         ExprKind::Case {
                             branches: vec![CaseBranch {
@@ -159,7 +201,7 @@ fn rewrite(q: &Query, now: i64) -> Option<(Hours, Vec<Op>)> {
                     );
                     call("coalesce", vec![call("sum", vec![iff], span), zero()], span)
                 }
-                ("sum", [x]) if matches!(&x.kind, ExprKind::Column { name } if SUMS.contains(&name.name.as_str())) => {
+                ("sum", [x]) if matches!(&x.kind, ExprKind::Column { name } if spec.sums.contains(&name.name.as_str())) => {
                     a.expr.clone()
                 }
                 _ => return None,
@@ -175,7 +217,7 @@ fn rewrite(q: &Query, now: i64) -> Option<(Hours, Vec<Op>)> {
     ops.push(Op {
         kind: OpKind::Summarize {
             aggregates: rewritten,
-            by,
+            by: groups,
         },
         span: op.span,
     });
@@ -226,10 +268,10 @@ fn split_and<'a>(e: &'a Ast, out: &mut Vec<&'a Ast>) {
 
 /// True if `e` reads no column but the roll-up's dimensions (and calls no aggregate: the
 /// planner rejects those in `where`/`by` anyway, the same way for both plans).
-fn only_dimensions(e: &Ast) -> bool {
+fn only_dimensions(e: &Ast, spec: &RollupSpec) -> bool {
     let mut ok = true;
     visit(e, &mut |x| match &x.kind {
-        ExprKind::Column { name } => ok &= is_dimension(&name.name),
+        ExprKind::Column { name } => ok &= is_dimension(&name.name, spec),
         ExprKind::Property { .. } => ok = false,
         _ => {}
     });
@@ -409,22 +451,29 @@ fn ts(micros: i64) -> Expr {
 }
 
 /// roll-up rows in `hours` ∪ flushed raw rows outside them ∪ unflushed raw rows, each branch
-/// scoped to the caller's org, all with the raw table's column types plus `n`.
+/// scoped to the caller's org, all with the raw table's column types plus `n` (and `bucket`).
 fn union(
-    name: &str,
+    rollup: &RollupTable,
     s: &RollupSources,
     raw: &datafusion::arrow::datatypes::Schema,
     hours: Hours,
     opts: &PlanOptions,
 ) -> datafusion::error::Result<LogicalPlan> {
+    let spec = rollup.spec;
     let mut columns: Vec<(&str, DataType)> = Vec::new();
     let dims = [ORG_COLUMN, PARTITION_COLUMN]
         .into_iter()
-        .chain(ROLLUP_DIMENSIONS.iter().copied());
-    for c in dims.chain([TIME]).chain(SUMS.iter().copied()) {
+        .chain(spec.dimensions.iter().copied());
+    for c in dims.chain([TIME]).chain(spec.sums.iter().copied()) {
         columns.push((c, raw.field_with_name(c)?.data_type().clone()));
     }
     let org_type = raw.field_with_name(ORG_COLUMN)?.data_type().clone();
+    // The bucket of a raw row: the same HQL expression, compiled by the same compiler.
+    let bucket = spec
+        .bucket_of
+        .map(|c| loupe_hql_syntax::parse_expr(&log_bucket_hql(c)))
+        .transpose()
+        .map_err(|e| datafusion::error::DataFusionError::Plan(e.to_string()))?;
     let branch = |source: &Arc<dyn TableSource>,
                   table: &str,
                   filter: Option<Expr>,
@@ -442,6 +491,18 @@ fn union(
             .iter()
             .map(|(n, ty)| cast(c(n), ty.clone()).alias(*n))
             .collect();
+        if let Some(bucket) = &bucket {
+            let e = if counted {
+                c(ROLLUP_BUCKET)
+            } else {
+                let schema = b.schema().clone();
+                crate::expr::Compiler::new(&schema, opts, "summarize")
+                    .compile(bucket)
+                    .map_err(|e| datafusion::error::DataFusionError::Plan(e.message))?
+                    .expr
+            };
+            exprs.push(cast(e, DataType::Int64).alias(ROLLUP_BUCKET));
+        }
         exprs.push(if counted {
             cast(c(COUNT), DataType::Int64).alias(COUNT)
         } else {
@@ -458,10 +519,10 @@ fn union(
             (Some(lo), Some(hi)) => Some(tc(t).gt_eq(ts(lo)).and(tc(t).lt(ts(hi)))),
         }
     };
-    let hourly_name = format!("{name}_hourly");
-    let flushed_name = format!("{name}_flushed");
-    let pending_name = format!("{name}_pending");
-    let a = branch(&s.hourly, &hourly_name, inside(&hourly_name), true)?;
+    let rollup_name = spec.table;
+    let flushed_name = format!("{}_flushed", spec.table);
+    let pending_name = format!("{}_pending", spec.table);
+    let a = branch(&rollup.source, rollup_name, inside(rollup_name), true)?;
     let mut plan = LogicalPlanBuilder::from(a);
     if let Some(outside) = match (hours.lo, hours.hi) {
         (None, None) => None,
@@ -482,12 +543,89 @@ fn union(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use loupe_model::schema::ROLLUPS;
 
     const NOW: i64 = 1_790_000_000_000_000 + 1_234; // not on an hour
 
+    /// The whole hours of `src` when `requests_hourly` answers it.
     fn hours_of(src: &str) -> Option<Hours> {
         let q = loupe_hql_syntax::parse(src).expect("parse");
-        rewrite(&q, NOW).map(|(h, _)| h)
+        rewrite(&q, &ROLLUPS[0], NOW).map(|(h, _)| h)
+    }
+
+    /// The roll-up that answers `src` (the first that can), if any.
+    fn rollup_of(src: &str) -> Option<&'static str> {
+        let q = loupe_hql_syntax::parse(src).expect("parse");
+        ROLLUPS
+            .iter()
+            .find(|spec| rewrite(&q, spec, NOW).is_some())
+            .map(|spec| spec.table)
+    }
+
+    #[test]
+    fn each_shape_reads_the_smallest_rollup_that_has_its_columns() {
+        let range =
+            "created_at >= datetime(2026-10-01 10:00) and created_at < datetime(2026-10-31 10:00)";
+        let lat = log_bucket_hql("latency_ms");
+        let ttft = log_bucket_hql("ttft_ms");
+        for (q, table) in [
+            (
+                format!("requests | where {range} | summarize count() by model"),
+                "requests_hourly",
+            ),
+            (
+                format!("requests | where {range} | summarize count(), sum(cost_usd)"),
+                "requests_hourly",
+            ),
+            (
+                format!(
+                    "requests | where {range} | summarize c = sum(cost_saved_usd) by cache_hit"
+                ),
+                "requests_hourly",
+            ),
+            (
+                format!(
+                    "requests | where {range} | summarize n = count(), s = sum(latency_ms) by b = {lat}"
+                ),
+                "requests_latency_hourly",
+            ),
+            (
+                format!(
+                    "requests | where {range} | summarize n = count(), s = sum(latency_ms) by t = bin(created_at, 6h), b = {lat}"
+                ),
+                "requests_latency_hourly",
+            ),
+            (
+                format!("requests | summarize n = count() by b = {lat} | sort by b"),
+                "requests_latency_hourly",
+            ),
+            (
+                format!(
+                    "requests | where {range} | summarize n = count(), s = sum(ttft_ms) by b = {ttft}"
+                ),
+                "requests_ttft_hourly",
+            ),
+            (
+                format!(
+                    "requests | where {range} | summarize requests = count(), errors = countif(status >= 400), \
+                 cost_usd = sum(cost_usd), total_tokens = sum(total_tokens) by key = user_id \
+                 | sort by cost_usd desc, key asc nulls last | take 10"
+                ),
+                "requests_users_hourly",
+            ),
+            (
+                format!(
+                    "requests | where {range} and user_id in ('a', 'b') | summarize count() by user_id"
+                ),
+                "requests_users_hourly",
+            ),
+            (
+                "requests | summarize sum(cost_usd) by user_id".to_string(),
+                "requests_users_hourly",
+            ),
+        ] {
+            assert_eq!(rollup_of(&q), Some(table), "{q}");
+        }
     }
 
     #[test]
@@ -539,7 +677,6 @@ mod tests {
         for q in [
             "requests | summarize p95(latency_ms) by model",
             "requests | summarize dcount(user_id) by model",
-            "requests | summarize sum(cost_usd) by user_id",
             "requests | where isnotempty(user_id) | summarize count() by model",
             "requests | where properties.feature == 'x' | count",
             "requests | summarize count() by bin(created_at, 30m)",
@@ -554,8 +691,17 @@ mod tests {
             "requests | summarize avg(cost_usd)",
             "requests | summarize max(total_tokens)",
             "requests | where bin(created_at, 1h) > ago(1d) | count",
+            "requests | summarize n = count() by b = toint(log10(latency_ms + 2) * 200)",
+            "requests | summarize n = count() by b = toint(log10(latency_ms + 1) * 100)",
+            "requests | summarize n = count() by b = toint(log10(latency_ms) * 200)",
+            "requests | summarize s = sum(latency_ms) by b = toint(log10(ttft_ms + 1) * 200)",
+            "requests | where model == 'x' | summarize n = count() by b = toint(log10(latency_ms + 1) * 200)",
+            "requests | summarize n = count() by b = toint(log10(latency_ms + 1) * 200), model",
+            "requests | summarize n = count() by b = toint(log10(latency_ms + 1) * 200), user_id",
+            "requests | summarize sum(prompt_tokens) by user_id",
+            "requests | summarize count() by user_id, model",
         ] {
-            assert_eq!(hours_of(q), None, "{q}");
+            assert_eq!(rollup_of(q), None, "{q}");
         }
     }
 }

@@ -20,18 +20,76 @@ pub const COST_SCALE: i8 = 18;
 /// Name of the partition column (UTC day of `created_at`).
 pub const PARTITION_COLUMN: &str = "day";
 
-/// Columns the hourly roll-up (`requests_hourly`) groups by, besides `org_id` and the hour of
-/// `created_at`. Shared by the storage that writes it and the planner that reads it.
-pub const ROLLUP_DIMENSIONS: &[&str] = &["model", "provider", "status", "cache_hit", "stream"];
-/// Columns the roll-up holds the sums of (same names as in `requests`).
-pub const ROLLUP_SUMS: &[&str] = &[
-    "cost_usd",
-    "prompt_tokens",
-    "completion_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "total_tokens",
+/// Log-scale histogram buckets per decade: bucket `b` holds the values `v` with
+/// `toint(log10(v + 1) * 200) == b`, so it is 1.16 % wide and a percentile read from it (the
+/// bucket's midpoint) is within 0.6 % of the exact value.
+pub const HIST_PER_DECADE: i64 = 200;
+
+/// The HQL expression of the log-scale histogram bucket of `column` (see [`HIST_PER_DECADE`]):
+/// what the dashboard groups by for percentiles, and what histogram roll-ups store.
+pub fn log_bucket_hql(column: &str) -> String {
+    format!("toint(log10({column} + 1) * {HIST_PER_DECADE})")
+}
+
+/// One roll-up table of `requests`: per `org_id`, hour of `created_at` (the start of the hour),
+/// `dimensions` and, for a histogram, the log-scale bucket of one column ([`log_bucket_hql`]), the
+/// number of rows `n` and the sums of `sums`. Shared by the storage that writes the tables and the
+/// planner that reads them.
+#[derive(Debug)]
+pub struct RollupSpec {
+    /// The Delta table's name (a directory beside `requests`).
+    pub table: &'static str,
+    /// Columns of `requests` grouped by, besides `org_id` and the hour.
+    pub dimensions: &'static [&'static str],
+    /// A histogram: the column whose [`log_bucket_hql`] is grouped by (stored as `bucket`).
+    pub bucket_of: Option<&'static str>,
+    /// Columns of `requests` summed (same names in the roll-up).
+    pub sums: &'static [&'static str],
+}
+
+/// The name of the bucket column of a histogram roll-up.
+pub const ROLLUP_BUCKET: &str = "bucket";
+
+/// Every roll-up, smallest first (a query is answered from the first one that can).
+///
+/// Row counts on the 10M-request, 30-day bench dataset (5 000 users): `requests_hourly` 103 k,
+/// `requests_latency_hourly` 430 k, `requests_ttft_hourly` 335 k, `requests_users_hourly`
+/// 1.4 M. Histograms keep no other dimension: with model, provider and status they would hold
+/// 4.3 M rows (a 2.3× reduction only), so percentiles filtered on those read raw rows.
+pub const ROLLUPS: &[RollupSpec] = &[
+    RollupSpec {
+        table: "requests_hourly",
+        dimensions: &["model", "provider", "status", "cache_hit", "stream"],
+        bucket_of: None,
+        sums: &[
+            "cost_usd",
+            "cost_saved_usd",
+            "prompt_tokens",
+            "completion_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "reasoning_tokens",
+            "total_tokens",
+        ],
+    },
+    RollupSpec {
+        table: "requests_latency_hourly",
+        dimensions: &[],
+        bucket_of: Some("latency_ms"),
+        sums: &["latency_ms"],
+    },
+    RollupSpec {
+        table: "requests_ttft_hourly",
+        dimensions: &[],
+        bucket_of: Some("ttft_ms"),
+        sums: &["ttft_ms"],
+    },
+    RollupSpec {
+        table: "requests_users_hourly",
+        dimensions: &["user_id", "status"],
+        bucket_of: None,
+        sums: &["cost_usd", "total_tokens"],
+    },
 ];
 
 pub(crate) fn ts() -> DataType {

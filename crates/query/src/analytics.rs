@@ -2,10 +2,13 @@
 //! paged requests and property pickers, for one org over a time range and a set of filters.
 //!
 //! Every function builds HQL and runs it through [`QueryEngine::hql_at`], so tenant scoping,
-//! limits and the hourly roll-up apply as for any HQL query. Counts, errors, costs and tokens use
+//! limits and the hourly roll-ups apply as for any HQL query. Counts, errors, costs and tokens use
 //! roll-up-eligible shapes (`count()`, `countif(<dimension predicate>)`, `sum(<summed column>)`,
 //! `by` dimensions or whole-hour bins) and are answered from `requests_hourly` when the filters
-//! only touch roll-up dimensions (model, provider, status); percentiles read raw rows. Filter
+//! only touch roll-up dimensions (model, provider, status). Percentiles are read from log-scale
+//! histograms, answered from `requests_latency_hourly` / `requests_ttft_hourly` when the filter is
+//! only a time range, and top users from `requests_users_hourly` (filters on users and status
+//! too); otherwise both scan raw rows, sliced by day partition. Filter
 //! values are never spliced into HQL unescaped: [`hql_string`] writes every value as an HQL
 //! string literal with every special character escaped (tested by parsing it back).
 //!
@@ -16,6 +19,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use loupe_model::schema::{HIST_PER_DECADE, log_bucket_hql};
 use serde_json::{Map, Value, json};
 
 use crate::{QueryEngine, QueryError, format};
@@ -153,6 +157,10 @@ pub async fn rows(
     now: i64,
 ) -> Result<Vec<Row>, QueryError> {
     let out = engine.hql_at(org, src, now).await?;
+    output_rows(&out)
+}
+
+fn output_rows(out: &crate::HqlOutput) -> Result<Vec<Row>, QueryError> {
     let json = format::to_json(&out.schema, &out.batches)?;
     let names: Vec<String> = json["columns"]
         .as_array()
@@ -326,16 +334,24 @@ impl std::str::FromStr for Percentiles {
     }
 }
 
-/// Log-scale histogram buckets per decade: a bucket is 1.16 % wide, so a percentile read from
-/// the histogram (bucket midpoint) is within 0.6 % of the exact value.
-const HIST_PER_DECADE: f64 = 200.0;
-
-fn hist_bucket(column: &str) -> String {
-    format!("toint(log10({column} + 1) * {HIST_PER_DECADE})")
+/// The value a log-scale histogram bucket ([`log_bucket_hql`], 200 per decade) stands for: its
+/// midpoint. A bucket is 1.16 % wide, so a percentile read from the histogram is within 0.6 % of
+/// the exact value. The histogram roll-ups store the same buckets.
+fn hist_value(bucket: i64) -> f64 {
+    10f64.powf((bucket as f64 + 0.5) / HIST_PER_DECADE as f64) - 1.0
 }
 
-fn hist_value(bucket: i64) -> f64 {
-    10f64.powf((bucket as f64 + 0.5) / HIST_PER_DECADE) - 1.0
+/// Runs `src` only if a roll-up answers it (see [`QueryEngine::hql_from_rollup`]), as rows.
+async fn rollup_rows(
+    engine: &QueryEngine,
+    org: &str,
+    src: &str,
+    now: i64,
+) -> Result<Option<Vec<Row>>, QueryError> {
+    match engine.hql_from_rollup(org, src, now).await? {
+        Some(out) => Ok(Some(output_rows(&out)?)),
+        None => Ok(None),
+    }
 }
 
 /// A histogram of one column: bucket → (rows, sum of the column).
@@ -425,7 +441,8 @@ fn raw_slices(f: &Filter) -> Vec<String> {
 }
 
 /// Histograms of `column` over the filter's rows, per time bucket (`bucket_secs`) or overall
-/// (key 0), computed over the raw slices in parallel and merged.
+/// (key 0): from the column's histogram roll-up when it answers the query, else computed over
+/// the raw slices in parallel and merged.
 async fn histograms(
     engine: &QueryEngine,
     org: &str,
@@ -436,18 +453,22 @@ async fn histograms(
     let by_t = bucket_secs
         .map(|b| format!("t = bin(created_at, {b}s), "))
         .unwrap_or_default();
-    let queries: Vec<String> = raw_slices(f)
-        .into_iter()
-        .map(|p| {
-            format!(
-                "requests\n| where {p} and {column} is not null\n\
-                 | summarize n = count(), s = sum({column}) by {by_t}b = {}",
-                hist_bucket(column)
-            )
-        })
-        .collect();
-    let results =
-        futures::future::try_join_all(queries.iter().map(|q| rows(engine, org, q, f.to))).await?;
+    let summarize = format!(
+        "| summarize n = count(), s = sum({column}) by {by_t}b = {}",
+        log_bucket_hql(column)
+    );
+    // Rows where the column is null fall into the null bucket, which is skipped below.
+    let results = match rollup_rows(engine, org, &f.query("", &summarize), f.to).await? {
+        Some(r) => vec![r],
+        None => {
+            let queries: Vec<String> = raw_slices(f)
+                .into_iter()
+                .map(|p| format!("requests\n| where {p} and {column} is not null\n{summarize}"))
+                .collect();
+            futures::future::try_join_all(queries.iter().map(|q| rows(engine, org, q, f.to)))
+                .await?
+        }
+    };
     let mut out: BTreeMap<i64, Hist> = BTreeMap::new();
     for r in results.into_iter().flatten() {
         let t = if bucket_secs.is_some() {
@@ -777,7 +798,7 @@ pub async fn breakdown(
     } else {
         let totals_q = f.query("", &format!("| summarize {GROUP}"));
         let top_groups = async {
-            match sliced_groups(engine, org, f, dim, metric).await {
+            match sliced_groups(engine, org, f, dim, metric, top).await {
                 Ok(Some(g)) => Ok(g),
                 // One slice only, or too many groups to merge: one query with `take`.
                 Ok(None) | Err(QueryError::TooManyRows(_)) => rows(engine, org, &q, f.to).await,
@@ -821,15 +842,30 @@ fn other_bucket(totals: &Row, groups: &[Row]) -> Row {
     other
 }
 
-/// Every group of a high-cardinality dimension, computed per raw slice (whole days without a
-/// per-row time filter) and merged, sorted by `metric`. `None` when the range is one slice.
+/// The top `top` groups of a high-cardinality dimension by `metric`: from a roll-up when one
+/// answers (users), else every group computed per raw slice (whole days without a per-row time
+/// filter) and merged, sorted. `None` when neither applies (the range is one slice).
 async fn sliced_groups(
     engine: &QueryEngine,
     org: &str,
     f: &Filter,
     dim: &Dimension,
     metric: Metric,
+    top: usize,
 ) -> Result<Option<Vec<Row>>, QueryError> {
+    let q = f.query(
+        "",
+        &format!(
+            "| summarize {GROUP} by key = {}\n| sort by {} desc, key asc nulls last\n| take {top}",
+            dim.expr(),
+            metric.column()
+        ),
+    );
+    if *dim == Dimension::User
+        && let Some(groups) = rollup_rows(engine, org, &q, f.to).await?
+    {
+        return Ok(Some(groups));
+    }
     let slices = raw_slices(f);
     if slices.len() < 2 {
         return Ok(None);
@@ -1590,7 +1626,7 @@ mod tests {
     fn histogram_quantiles_are_within_a_bucket() {
         let mut h = Hist::default();
         for v in 1..=1000i64 {
-            let b = (((v + 1) as f64).log10() * HIST_PER_DECADE) as i64;
+            let b = (((v + 1) as f64).log10() * HIST_PER_DECADE as f64) as i64;
             h.add(b, 1, v as f64);
         }
         for (q, exact) in [(0.5, 500.0), (0.95, 950.0), (0.99, 990.0)] {

@@ -32,7 +32,7 @@ pub struct QueryLimits {
     pub target_partitions: usize,
     /// Queries running at once; more wait their turn (so queries never starve ingest).
     pub max_concurrent: usize,
-    /// Answer dashboard-shaped queries from the hourly roll-up when it is in step (same
+    /// Answer dashboard-shaped queries from the hourly roll-ups in step with the table (same
     /// results; off only to compare).
     pub use_rollups: bool,
     pub hql: HqlLimits,
@@ -141,6 +141,31 @@ impl QueryEngine {
         src: &str,
         now_micros: i64,
     ) -> Result<HqlOutput, QueryError> {
+        self.run_hql(org_id, src, now_micros, false)
+            .await?
+            .ok_or_else(|| QueryError::Storage("query not run".into()))
+    }
+
+    /// [`hql_at`](Self::hql_at), but only if the query is answered from a roll-up (see
+    /// `loupe_hql_plan::RollupSources`); `None` (nothing run) when it would read raw rows: the
+    /// roll-ups are off, not in step with the table, or lack what the query needs. For callers
+    /// that have a faster raw plan of their own.
+    pub async fn hql_from_rollup(
+        &self,
+        org_id: &str,
+        src: &str,
+        now_micros: i64,
+    ) -> Result<Option<HqlOutput>, QueryError> {
+        self.run_hql(org_id, src, now_micros, true).await
+    }
+
+    async fn run_hql(
+        &self,
+        org_id: &str,
+        src: &str,
+        now_micros: i64,
+        rollup_only: bool,
+    ) -> Result<Option<HqlOutput>, QueryError> {
         let _permit = self
             .permits
             .acquire()
@@ -150,6 +175,9 @@ impl QueryEngine {
         let snapshot = self.source.snapshot();
         let memtable_rows = snapshot.pending.iter().map(|b| b.num_rows()).sum();
         let rollup = self.rollup_sources(&snapshot).await?;
+        if rollup_only && rollup.is_none() {
+            return Ok(None);
+        }
         let ctx = self.session_over(snapshot).await?;
         let catalog = hql::catalog(&ctx, rollup).await?;
         let plan = hql::compile(
@@ -159,8 +187,13 @@ impl QueryEngine {
             Some(self.limits.hql.max_rows),
             now_micros,
         )?;
+        if rollup_only && !loupe_hql_plan::reads_rollup(&plan) {
+            return Ok(None);
+        }
         let compile_ms = start.elapsed().as_secs_f64() * 1e3;
-        hql::execute(&ctx, plan, self.limits.hql, compile_ms, memtable_rows).await
+        hql::execute(&ctx, plan, self.limits.hql, compile_ms, memtable_rows)
+            .await
+            .map(Some)
     }
 
     /// The plans of an HQL query, without running it.
@@ -188,34 +221,41 @@ impl QueryEngine {
         })
     }
 
-    /// The roll-up of the snapshot's table, with the raw rows split into what it covers and
-    /// what it does not (see `loupe_hql_plan::RollupSources`).
+    /// The roll-ups of the snapshot's table, with the raw rows split into what they cover and
+    /// what they do not (see `loupe_hql_plan::RollupSources`).
     async fn rollup_sources(
         &self,
         snapshot: &Snapshot,
     ) -> Result<Option<loupe_hql_plan::RollupSources>, QueryError> {
-        let Some(rollup) = snapshot.rollup.clone().filter(|_| self.limits.use_rollups) else {
+        if !self.limits.use_rollups || snapshot.rollups.is_empty() {
             return Ok(None);
-        };
+        }
         use datafusion::datasource::provider_as_source;
-        let hourly = rollup
-            .table_provider()
-            .await
-            .map_err(|e| QueryError::Storage(e.to_string()))?;
+        let mut tables = Vec::with_capacity(snapshot.rollups.len());
+        for (spec, table) in snapshot.rollups.iter() {
+            let provider = table
+                .table_provider()
+                .await
+                .map_err(|e| QueryError::Storage(e.to_string()))?;
+            tables.push(loupe_hql_plan::RollupTable {
+                spec,
+                source: provider_as_source(provider),
+            });
+        }
         let flushed = RequestsTable::try_new(Snapshot {
             table: snapshot.table.clone(),
-            rollup: None,
+            rollups: Default::default(),
             pending: Vec::new(),
         })
         .await?;
         let pending = RequestsTable::try_new(Snapshot {
             table: None,
-            rollup: None,
+            rollups: Default::default(),
             pending: snapshot.pending.clone(),
         })
         .await?;
         Ok(Some(loupe_hql_plan::RollupSources {
-            hourly: provider_as_source(hourly),
+            tables,
             flushed: provider_as_source(Arc::new(flushed)),
             pending: provider_as_source(Arc::new(pending)),
         }))
@@ -238,7 +278,11 @@ impl QueryEngine {
         config.options_mut().execution.parquet.pushdown_filters = true;
         config.options_mut().execution.parquet.reorder_filters = true;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
-        for t in snapshot.table.iter().chain(snapshot.rollup.iter()) {
+        for t in snapshot
+            .table
+            .iter()
+            .chain(snapshot.rollups.iter().map(|(_, t)| t))
+        {
             t.update_datafusion_session(&ctx.state())
                 .map_err(|e| QueryError::Storage(e.to_string()))?;
         }

@@ -26,7 +26,7 @@ use crate::config::S3Config;
 use crate::{Inner, StorageError, lock_poisoned, rollup, table_builder};
 
 /// How long files replaced by compaction are kept for readers of older snapshots.
-const VACUUM_RETENTION_HOURS: i64 = 1;
+pub(crate) const VACUUM_RETENTION_HOURS: i64 = 1;
 
 pub(crate) fn writer_properties() -> WriterProperties {
     let zstd = ZstdLevel::try_new(3)
@@ -59,7 +59,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     let mut last_retention: Option<Instant> = None;
     loop {
         if inner.spec.rollup
-            && let Err(e) = rebuild_rollup(&inner).await
+            && let Err(e) = rollup::rebuild(&inner).await
         {
             tracing::warn!(error = %e, "roll-up rebuild failed; queries read raw rows meanwhile");
         }
@@ -174,9 +174,13 @@ pub(crate) async fn flush_once(inner: &Inner) -> Result<(), StorageError> {
             )
             .await?
     };
-    let rollup_in_step = {
+    let rollups_in_step = {
         let mut st = inner.state.write().map_err(|_| lock_poisoned())?;
-        let in_step = inner.spec.rollup && st.rollup_seq == st.table_seq;
+        let in_step = if inner.spec.rollup {
+            st.rollups.at(st.table_seq)
+        } else {
+            Vec::new()
+        };
         st.table = Some(table);
         st.table_seq = upto as i64;
         let keep = st.pending.split_off(&(upto + 1));
@@ -187,12 +191,10 @@ pub(crate) async fn flush_once(inner: &Inner) -> Result<(), StorageError> {
     };
     inner.flush_failed.store(false, Ordering::SeqCst);
     inner.wal.truncate_through(upto)?;
-    // The roll-up of exactly these rows, tagged with the same sequence number. If the roll-up was
-    // not in step (or this fails) it is rebuilt from the table by the background loop.
-    if let (true, Some(rows)) = (rollup_in_step, written)
-        && let Err(e) = append_rollup(inner, rows, upto as i64).await
-    {
-        tracing::warn!(error = %e, "roll-up write failed; it will be rebuilt");
+    // The roll-ups of exactly these rows, tagged with the same sequence number. A roll-up that
+    // was not in step (or whose write fails) is rebuilt from the table by the background loop.
+    if let Some(rows) = written {
+        rollup::append(inner, rows, upto as i64, rollups_in_step).await;
     }
     inner.stats.flushes.fetch_add(1, Ordering::Relaxed);
     inner
@@ -203,63 +205,6 @@ pub(crate) async fn flush_once(inner: &Inner) -> Result<(), StorageError> {
         *le = None;
     }
     tracing::debug!(rows, upto, "flushed");
-    Ok(())
-}
-
-async fn append_rollup(inner: &Inner, rows: RecordBatch, seq: i64) -> Result<(), StorageError> {
-    let agg = rollup::aggregate(vec![rows]).await?;
-    let current = inner
-        .state
-        .read()
-        .map_err(|_| lock_poisoned())?
-        .rollup
-        .clone();
-    install_rollup(inner, current, agg, seq, SaveMode::Append).await
-}
-
-/// Writes roll-up rows (creating the table if needed) tagged with `seq`, and installs the result.
-async fn install_rollup(
-    inner: &Inner,
-    current: Option<DeltaTable>,
-    rows: Vec<RecordBatch>,
-    seq: i64,
-    mode: SaveMode,
-) -> Result<(), StorageError> {
-    let table = match current {
-        Some(t) => t,
-        None => table_builder(&inner.rollup_url, inner.backend.clone())?.build()?,
-    };
-    let table = rollup::write(table, rows, &inner.app_id, seq, mode).await?;
-    let mut st = inner.state.write().map_err(|_| lock_poisoned())?;
-    st.rollup = Some(table);
-    st.rollup_seq = seq;
-    Ok(())
-}
-
-/// Rebuilds the roll-up from the whole table when the two are not in step. Holds the table
-/// writer lock meanwhile, so no flush moves the table on under it.
-pub(crate) async fn rebuild_rollup(inner: &Inner) -> Result<(), StorageError> {
-    let _writer = inner.table_writer.lock().await;
-    let (table, seq, rollup) = {
-        let st = inner.state.read().map_err(|_| lock_poisoned())?;
-        if st.table_seq < 0 || st.rollup_seq == st.table_seq {
-            return Ok(());
-        }
-        (st.table.clone(), st.table_seq, st.rollup.clone())
-    };
-    let Some(table) = table else {
-        return Ok(());
-    };
-    let started = Instant::now();
-    let rows = rollup::aggregate_table(&table).await?;
-    let n: usize = rows.iter().map(|b| b.num_rows()).sum();
-    install_rollup(inner, rollup, rows, seq, SaveMode::Overwrite).await?;
-    tracing::info!(
-        rows = n,
-        seq,
-        ms = started.elapsed().as_millis() as u64,
-        "roll-up rebuilt"
-    );
     Ok(())
 }
 
@@ -279,17 +224,7 @@ pub(crate) async fn compact(inner: &Inner) -> Result<(), StorageError> {
         NonZeroU64::new(inner.cfg.compact_target_bytes.max(1 << 20)).unwrap_or(NonZeroU64::MIN);
     let (table, metrics) = optimize_and_vacuum(table, target).await?;
     install(inner, table)?;
-    let rollup = inner
-        .state
-        .read()
-        .map_err(|_| lock_poisoned())?
-        .rollup
-        .clone();
-    if let Some(r) = rollup {
-        let (r, _) = optimize_and_vacuum(r, target).await?;
-        let mut st = inner.state.write().map_err(|_| lock_poisoned())?;
-        st.rollup = Some(r);
-    }
+    rollup::compact(inner).await?;
     inner.stats.compactions.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(
         added = metrics.num_files_added,
@@ -332,22 +267,9 @@ pub(crate) async fn expire(inner: &Inner) -> Result<(), StorageError> {
         return Ok(());
     };
     let cutoff = loupe_model::schema::day_of(chrono::Utc::now()) - days as i32;
-    // The roll-up first: between the two commits it may lack days the table still has (days
+    // The roll-ups first: between the commits they may lack days the table still has (days
     // past retention), never hold rows the table no longer has.
-    let rollup = inner
-        .state
-        .read()
-        .map_err(|_| lock_poisoned())?
-        .rollup
-        .clone();
-    if let Some(r) = rollup.filter(|r| r.version().is_some()) {
-        let (r, _) = r
-            .delete()
-            .with_predicate(col(PARTITION_COLUMN).lt(lit(ScalarValue::Date32(Some(cutoff)))))
-            .await?;
-        let mut st = inner.state.write().map_err(|_| lock_poisoned())?;
-        st.rollup = Some(r);
-    }
+    rollup::expire(inner, cutoff).await?;
     let (table, m) = table
         .delete()
         .with_predicate(col(PARTITION_COLUMN).lt(lit(ScalarValue::Date32(Some(cutoff)))))

@@ -71,8 +71,8 @@ impl TableSpec {
 pub struct Snapshot {
     /// `None` until the first flush creates the table.
     pub table: Option<DeltaTable>,
-    /// The hourly roll-up of exactly the rows of `table`; `None` while it is not in step.
-    pub rollup: Option<DeltaTable>,
+    /// The roll-ups (see [`rollup`]) of exactly the rows of `table`: those not in step are left out.
+    pub rollups: rollup::RollupTables,
     /// Record batches (schema [`loupe_model::requests_schema`]) not yet in `table`.
     pub pending: Vec<RecordBatch>,
 }
@@ -92,9 +92,8 @@ pub(crate) struct Visible {
     table: Option<DeltaTable>,
     /// The WAL sequence number the table holds everything up to (its `txn` version), -1 if none.
     table_seq: i64,
-    /// The hourly roll-up (see [`rollup`]) and the sequence number it covers.
-    rollup: Option<DeltaTable>,
-    rollup_seq: i64,
+    /// The roll-ups (see [`rollup`]) and the sequence numbers they cover.
+    rollups: rollup::Rollups,
     /// WAL sequence number → batches, for every durable record not yet in `table`.
     pending: BTreeMap<u64, Vec<RecordBatch>>,
     pending_rows: usize,
@@ -133,7 +132,6 @@ pub(crate) struct Inner {
     pub(crate) state: Arc<RwLock<Visible>>,
     dedup: Mutex<Dedup>,
     pub(crate) table_url: Url,
-    pub(crate) rollup_url: Url,
     pub(crate) backend: Option<Arc<dyn ObjectStore>>,
     pub(crate) app_id: String,
     pub(crate) flush_now: Notify,
@@ -201,18 +199,15 @@ impl Storage {
         let replayed = pending.len();
         let next_seq = (max_seq + 1).max(0) as u64;
 
-        let rollup_url = rollup_url(&table_url, spec.rollup)?;
-        let rollup = if spec.rollup {
-            load_table(&rollup_url, backend.clone()).await?
+        let rollups = if spec.rollup {
+            rollup::Rollups::load(&table_url, backend.clone(), &app_id).await?
         } else {
-            None
+            rollup::Rollups::none()
         };
-        let rollup_seq = txn_seq(rollup.as_ref(), &app_id).await?;
         let state = Arc::new(RwLock::new(Visible {
             table,
             table_seq: flushed,
-            rollup,
-            rollup_seq,
+            rollups,
             pending,
             pending_rows,
         }));
@@ -250,7 +245,6 @@ impl Storage {
             state,
             dedup: Mutex::new(dedup),
             table_url,
-            rollup_url,
             backend,
             app_id,
             flush_now: Notify::new(),
@@ -357,23 +351,16 @@ impl Storage {
                 Err(e) => return Err(e),
             }
         };
-        // The roll-up, if it is in step with the table that was read.
-        let rollup_table = if spec.rollup {
-            load_table(&rollup_url(&table_url, true)?, backend.clone()).await?
-        } else {
-            None
-        };
-        let rollup = match (&table, rollup_table) {
-            (Some(t), Some(r)) => {
-                let want = txn_seq(Some(t), &app_id).await?;
-                let have = txn_seq(Some(&r), &app_id).await?;
-                (want >= 0 && want == have).then_some(r)
-            }
-            _ => None,
+        // The roll-ups in step with the table that was read.
+        let rollups = match &table {
+            Some(t) if spec.rollup => rollup::Rollups::load(&table_url, backend.clone(), &app_id)
+                .await?
+                .in_step(txn_seq(Some(t), &app_id).await?),
+            _ => rollup::RollupTables::default(),
         };
         Ok(Snapshot {
             table,
-            rollup,
+            rollups,
             pending,
         })
     }
@@ -605,16 +592,12 @@ impl Storage {
         match self.inner.state.read() {
             Ok(st) => Snapshot {
                 table: st.table.clone(),
-                rollup: if st.table_seq >= 0 && st.rollup_seq == st.table_seq {
-                    st.rollup.clone()
-                } else {
-                    None
-                },
+                rollups: st.rollups.in_step(st.table_seq),
                 pending: st.pending.values().flatten().cloned().collect(),
             },
             Err(_) => Snapshot {
                 table: None,
-                rollup: None,
+                rollups: rollup::RollupTables::default(),
                 pending: Vec::new(),
             },
         }
@@ -791,20 +774,6 @@ pub(crate) async fn txn_seq(table: Option<&DeltaTable>, app_id: &str) -> Result<
             .unwrap_or(-1),
         None => -1,
     })
-}
-
-/// `requests_hourly` beside `requests` (its directory is created only when `create`).
-fn rollup_url(table_url: &Url, create: bool) -> Result<Url, StorageError> {
-    let url = table_url
-        .join(&format!("../{}/", rollup::ROLLUP_TABLE))
-        .map_err(|e| StorageError::Config(format!("roll-up table url: {e}")))?;
-    if create
-        && url.scheme() == "file"
-        && let Ok(p) = url.to_file_path()
-    {
-        std::fs::create_dir_all(p)?;
-    }
-    Ok(url)
 }
 
 fn resolve_table(

@@ -646,7 +646,7 @@ async fn spans_table_has_its_own_wal_table_and_dedup() {
     assert!(dir.path().join("wal-spans").is_dir());
     assert!(!dir.path().join("tables/spans_hourly").exists());
     spans.flush().await.expect("flush");
-    assert!(spans.snapshot().rollup.is_none(), "spans have no roll-up");
+    assert!(spans.snapshot().rollups.is_empty(), "spans have no roll-up");
     spans.shutdown().await;
     drop(spans);
     let spans = Storage::open_table(config(dir.path()), TableSpec::SPANS)
@@ -664,4 +664,142 @@ async fn spans_table_has_its_own_wal_table_and_dedup() {
     assert!(snap.table.is_some());
     spans.shutdown().await;
     requests.shutdown().await;
+}
+
+/// Rows, files and `sum(n)` of a roll-up table in step with the snapshot.
+async fn rollup_stats(s: &Storage, table: &str) -> (usize, usize, i64) {
+    let snap = s.snapshot();
+    let t = snap
+        .rollups
+        .get(table)
+        .unwrap_or_else(|| panic!("{table} in step"));
+    let files = t.get_file_uris().expect("files").count();
+    let ctx = SessionContext::new();
+    t.update_datafusion_session(&ctx.state()).expect("session");
+    ctx.register_table("r", t.table_provider().await.expect("provider"))
+        .expect("register");
+    let b = ctx
+        .sql("SELECT count(*) AS rows, sum(n) AS n FROM r")
+        .await
+        .expect("sql")
+        .collect()
+        .await
+        .expect("collect");
+    let rows = b[0]
+        .column(0)
+        .as_primitive::<arrow::datatypes::Int64Type>()
+        .value(0);
+    let n = b[0]
+        .column(1)
+        .as_primitive::<arrow::datatypes::Int64Type>()
+        .value(0);
+    (rows as usize, files, n)
+}
+
+#[tokio::test]
+async fn compaction_merges_rollup_rows_into_whole_groups() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = Storage::open(config(dir.path())).await.expect("open");
+    // Ten flushes of the same hours, users and models: each appends its own partial groups.
+    for _ in 0..10 {
+        let recs: Vec<_> = (0..40)
+            .map(|i| {
+                let mut r = record(i);
+                r.user_id = Some(format!("u{}", i % 3));
+                r.latency_ms = 120;
+                r
+            })
+            .collect();
+        s.append(recs).await.expect("append");
+        s.flush().await.expect("flush");
+    }
+    let tables = loupe_storage::rollup::ROLLUPS.iter().map(|r| r.table);
+    let mut before = Vec::new();
+    for t in tables.clone() {
+        before.push(rollup_stats(&s, t).await);
+    }
+    s.compact().await.expect("compact");
+    for (t, (rows, files, n)) in tables.zip(before) {
+        let (rows2, files2, n2) = rollup_stats(&s, t).await;
+        assert_eq!(n2, 400, "{t}: every request counted once");
+        assert_eq!(n, n2, "{t}");
+        assert!(rows2 * 5 <= rows, "{t}: {rows} rows -> {rows2}");
+        assert!(
+            files2 < files && files2 <= 2,
+            "{t}: {files} files -> {files2}"
+        );
+    }
+    // Still in step: a flush appends again, and a second compaction keeps the sums.
+    s.append((0..5).map(record).collect())
+        .await
+        .expect("append");
+    s.flush().await.expect("flush");
+    s.compact().await.expect("compact");
+    assert_eq!(rollup_stats(&s, "requests_hourly").await.2, 405);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_rollup_of_another_layout_is_rebuilt() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let recs: Vec<_> = (0..30).map(record).collect();
+    let s = Storage::open(config(dir.path())).await.expect("open");
+    s.append(recs).await.expect("append");
+    s.flush().await.expect("flush");
+    assert_eq!(
+        s.snapshot().rollups.len(),
+        loupe_storage::rollup::ROLLUPS.len()
+    );
+    let rows_before = rollup_stats(&s, "requests_hourly").await;
+    s.shutdown().await;
+    {
+        // requests_hourly as an older Loupe wrote it (no cost_saved_usd), same WAL sequence.
+        let url =
+            url::Url::from_directory_path(dir.path().join("tables/requests_hourly")).expect("url");
+        let t = deltalake::open_table(url).await.expect("open roll-up");
+        let ctx = SessionContext::new();
+        t.update_datafusion_session(&ctx.state()).expect("session");
+        let batches = ctx
+            .read_table(t.table_provider().await.expect("provider"))
+            .expect("read")
+            .drop_columns(&["cost_saved_usd"])
+            .expect("drop")
+            .collect()
+            .await
+            .expect("collect");
+        t.write(batches)
+            .with_save_mode(deltalake::protocol::SaveMode::Overwrite)
+            .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
+            .with_partition_columns(["day"])
+            .await
+            .expect("old layout");
+    }
+    let snap = Storage::read_only_snapshot(&config(dir.path()))
+        .await
+        .expect("read-only");
+    assert!(snap.table.is_some());
+    assert!(
+        snap.rollups.get("requests_hourly").is_none(),
+        "an older layout is not used"
+    );
+    assert!(snap.rollups.get("requests_latency_hourly").is_some());
+    let s = Storage::open(config(dir.path())).await.expect("reopen");
+    let mut waited = 0;
+    while s.snapshot().rollups.get("requests_hourly").is_none() {
+        assert!(waited < 500, "not rebuilt");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        waited += 1;
+    }
+    let snap = s.snapshot();
+    let schema = snap
+        .rollups
+        .get("requests_hourly")
+        .expect("rebuilt")
+        .snapshot()
+        .expect("state")
+        .schema();
+    assert!(schema.field("cost_saved_usd").is_some());
+    let rows_after = rollup_stats(&s, "requests_hourly").await;
+    assert_eq!((rows_after.0, rows_after.2), (rows_before.0, rows_before.2));
+    s.shutdown().await;
 }
