@@ -10,7 +10,8 @@ page load:
              top users);
   requests   the first page of the requests list (50 rows), then the next page by cursor;
   detail     one request's detail drawer (with its `at` hint).
-Medians over --runs loads after one warm-up. Writes bench-results/dashboard.json.
+Medians over --runs loads after one warm-up; fails if any overview answer differs between the
+two runs. Writes bench-results/dashboard.json.
 """
 import argparse
 import concurrent.futures
@@ -130,7 +131,7 @@ def measure(base, q, runs):
     out["request_detail"] = timed(lambda: get(base, f"/v1/analytics/requests/{r['request_id']}?at={at}"), runs)
     out["requests_total"] = get(base, f"/v1/analytics/summary?{q}")["requests"]
     pool.shutdown()
-    return out
+    return out, {p: get(base, p) for p in fast + slow}
 
 
 def main():
@@ -158,6 +159,7 @@ def main():
     end = (meta["end_micros"] // hour + 1) * hour
     q = urllib.parse.urlencode({"from": iso(end - 30 * 86_400_000_000), "to": iso(end)})
     results = {"rows": meta["rows"], "days": meta["days"], "runs": args.runs, "range": "30d"}
+    answers = {}
     for name, env in [("rollup", {}), ("no_rollup_baseline", {"LOUPE__QUERY__USE_ROLLUPS": "false"})]:
         srv, base = start(loupe_bin, data, env)
         try:
@@ -165,12 +167,17 @@ def main():
             if not env and not args.no_wait_rollups:
                 waited = wait_for_rollups(base)
                 print(f"    roll-ups in step after {waited} s", flush=True)
-            results[name] = measure(base, q, args.runs)
+            results[name], answers[name] = measure(base, q, args.runs)
             print(json.dumps(results[name], indent=1), flush=True)
         finally:
             srv.send_signal(signal.SIGTERM)
             srv.wait(timeout=120)
     r, b = results["rollup"], results["no_rollup_baseline"]
+    # The roll-ups change the speed, never the answer.
+    differ = [p for p in answers["rollup"] if answers["rollup"][p] != answers["no_rollup_baseline"][p]]
+    if differ:
+        raise SystemExit(f"answers differ with and without the roll-ups: {differ}")
+    results["answers_equal"] = True
     results["ratios_vs_baseline"] = {k: round(r[k]["p50_ms"] / b[k]["p50_ms"], 3)
                                      for k in ["overview_rollup_wave", "overview_all", "requests_first_page", "requests_next_page", "request_detail"]}
     os.makedirs(os.path.join(ROOT, "bench-results"), exist_ok=True)

@@ -5,7 +5,7 @@
 //! * `flush_<N>_rows`: p50 wall time of `Storage::flush` moving N acknowledged records (one
 //!   day of generated traffic, 5 000 users) into the tables: N = 5 000 (5 s of traffic at
 //!   1 000 req/s, the default flush interval) and 200 000 (the default `flush_max_rows`), a
-//!   fresh data directory per run;
+//!   fresh data directory per run, and the same without the roll-ups (the baseline, same run);
 //! * `small_flushes`: 300 flushes of 200 records spread over 6 hours (steady traffic, one
 //!   flush every 5 s), then the row count of every table beside `requests` before and after
 //!   `Storage::compact`.
@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use chrono::{Duration, Utc};
 use datafusion::prelude::SessionContext;
-use loupe_storage::{Storage, StorageConfig, SyncMode};
+use loupe_storage::{Storage, StorageConfig, SyncMode, TableSpec};
 use loupe_testkit::{GenOptions, Generator};
 use serde_json::{Value, json};
 
@@ -100,11 +100,16 @@ async fn table_rows(dir: &std::path::Path) -> Result<Value, String> {
     Ok(Value::Object(out))
 }
 
-async fn flush_cost(rows: u64, runs: usize) -> Result<Value, String> {
+/// p50 of `runs` flushes of `rows` records, with the roll-ups or without them (the baseline).
+async fn flush_cost(rows: u64, runs: usize, rollups: bool) -> Result<f64, String> {
+    let spec = TableSpec {
+        rollup: rollups,
+        ..TableSpec::REQUESTS
+    };
     let mut times = Vec::with_capacity(runs);
     for run in 0..=runs {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let storage = Storage::open(config(dir.path()))
+        let storage = Storage::open_table(config(dir.path()), spec)
             .await
             .map_err(|e| e.to_string())?;
         // A table that already holds a day, as in steady state.
@@ -125,13 +130,17 @@ async fn flush_cost(rows: u64, runs: usize) -> Result<Value, String> {
         }
         storage.shutdown().await;
     }
-    let p50 = median(&mut times);
-    Ok(json!({ "p50_ms": (p50 * 10.0).round() / 10.0, "runs": runs }))
+    Ok((median(&mut times) * 10.0).round() / 10.0)
 }
 
-async fn small_flushes() -> Result<Value, String> {
+/// 300 flushes of 200 records; the mean flush time and the directory (kept for the table stats).
+async fn steady_flushes(rollups: bool) -> Result<(f64, Storage, tempfile::TempDir), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let storage = Storage::open(config(dir.path()))
+    let spec = TableSpec {
+        rollup: rollups,
+        ..TableSpec::REQUESTS
+    };
+    let storage = Storage::open_table(config(dir.path()), spec)
         .await
         .map_err(|e| e.to_string())?;
     let all = records(99, 60_000, Duration::hours(6));
@@ -144,6 +153,13 @@ async fn small_flushes() -> Result<Value, String> {
         storage.flush().await.map_err(|e| e.to_string())?;
     }
     let flush_ms = started.elapsed().as_secs_f64() * 1e3 / (all.len() / 200) as f64;
+    Ok(((flush_ms * 10.0).round() / 10.0, storage, dir))
+}
+
+async fn small_flushes() -> Result<Value, String> {
+    let (without, storage, _dir) = steady_flushes(false).await?;
+    storage.shutdown().await;
+    let (with, storage, dir) = steady_flushes(true).await?;
     let before = table_rows(dir.path()).await?;
     let t = Instant::now();
     storage.compact().await.map_err(|e| e.to_string())?;
@@ -151,9 +167,11 @@ async fn small_flushes() -> Result<Value, String> {
     let after = table_rows(dir.path()).await?;
     storage.shutdown().await;
     Ok(json!({
-        "flushes": all.len() / 200,
+        "flushes": 300,
         "rows_per_flush": 200,
-        "mean_flush_ms": (flush_ms * 10.0).round() / 10.0,
+        "mean_flush_ms": with,
+        "without_rollups_mean_flush_ms": without,
+        "ratio_vs_without": (with / without * 100.0).round() / 100.0,
         "compact_ms": compact_ms.round(),
         "tables_before_compaction": before,
         "tables_after_compaction": after,
@@ -163,7 +181,15 @@ async fn small_flushes() -> Result<Value, String> {
 async fn bench(runs: usize) -> Result<Value, String> {
     let mut out = serde_json::Map::new();
     for rows in [5_000u64, 200_000] {
-        let r = flush_cost(rows, runs).await?;
+        // Back to back in one run: the baseline is the same flush without the roll-ups.
+        let with = flush_cost(rows, runs, true).await?;
+        let without = flush_cost(rows, runs, false).await?;
+        let r = json!({
+            "p50_ms": with,
+            "without_rollups_p50_ms": without,
+            "ratio_vs_without": (with / without * 100.0).round() / 100.0,
+            "runs": runs,
+        });
         eprintln!("flush of {rows} rows: {r}");
         out.insert(format!("flush_{rows}_rows"), r);
     }

@@ -58,7 +58,9 @@ impl std::fmt::Debug for RollupSources {
     }
 }
 
-use loupe_model::schema::{PARTITION_COLUMN, ROLLUP_BUCKET, RollupSpec, log_bucket_hql};
+use loupe_model::schema::{
+    PARTITION_COLUMN, ROLLUP_BUCKET, ROLLUP_GRAIN, RollupSpec, log_bucket_hql,
+};
 
 /// Columns a roll-up row has exactly (besides `created_at`): the org, the grouping columns and
 /// the day (derived from the hour).
@@ -91,6 +93,7 @@ pub fn reads_rollup(plan: &LogicalPlan) -> bool {
 const TIME: &str = "created_at";
 const COUNT: &str = "n";
 const HOUR: i64 = 3_600_000_000;
+const DAY: i64 = 24 * HOUR;
 
 /// The roll-up plan of `q`, or `None` when its shape needs raw rows.
 pub(crate) fn try_plan(
@@ -105,10 +108,10 @@ pub(crate) fn try_plan(
         return Ok(None);
     };
     for table in &sources.tables {
-        let Some((bounds, ops)) = rewrite(q, table.spec, opts.now_micros) else {
+        let Some((bounds, ops, daily)) = rewrite(q, table.spec, opts.now_micros) else {
             continue;
         };
-        let plan = union(table, &sources, raw.schema().as_ref(), bounds, opts)
+        let plan = union(table, &sources, raw.schema().as_ref(), bounds, daily, opts)
             .map_err(|e| PlanError::engine(q.source.span, &e))?;
         return Ok(Some((plan, ops)));
     }
@@ -126,8 +129,10 @@ fn floor_hour(t: i64) -> i64 {
     t.div_euclid(HOUR) * HOUR
 }
 
-/// The rewritten operators (leading `where`s kept, the summarize rewritten, the rest as is).
-fn rewrite(q: &Query, spec: &RollupSpec, now: i64) -> Option<(Hours, Vec<Op>)> {
+/// The rewritten operators (leading `where`s kept, the summarize rewritten, the rest as is), the
+/// whole hours of the time bounds, and whether whole days may be read from daily rows (no `by`
+/// bin finer than a day).
+fn rewrite(q: &Query, spec: &RollupSpec, now: i64) -> Option<(Hours, Vec<Op>, bool)> {
     let mut hours = Hours::default();
     let mut ops = Vec::with_capacity(q.ops.len());
     let mut it = q.ops.iter();
@@ -158,6 +163,7 @@ fn rewrite(q: &Query, spec: &RollupSpec, now: i64) -> Option<(Hours, Vec<Op>)> {
     };
     let (op, aggregates, by) = summarize;
     let mut groups = Vec::with_capacity(by.len());
+    let mut daily = true;
     for b in by {
         let name = b.output_name()?;
         if is_bucket(&b.expr, spec) {
@@ -166,7 +172,10 @@ fn rewrite(q: &Query, spec: &RollupSpec, now: i64) -> Option<(Hours, Vec<Op>)> {
                 expr: column(ROLLUP_BUCKET, b.expr.span),
                 span: b.span,
             });
-        } else if only_dimensions(&b.expr, spec) || hourly_bin(&b.expr) {
+        } else if only_dimensions(&b.expr, spec) {
+            groups.push(b);
+        } else if let Some(width) = hourly_bin(&b.expr) {
+            daily &= width % DAY == 0;
             groups.push(b);
         } else {
             return None;
@@ -222,7 +231,7 @@ fn rewrite(q: &Query, spec: &RollupSpec, now: i64) -> Option<(Hours, Vec<Op>)> {
         span: op.span,
     });
     ops.extend(it.cloned());
-    Some((hours, ops))
+    Some((hours, ops, daily))
 }
 
 fn ident(name: &str, span: loupe_hql_syntax::Span) -> Ident {
@@ -321,14 +330,18 @@ fn is_time_column(e: &Ast) -> bool {
     matches!(&e.kind, ExprKind::Column { name } if name.name == TIME)
 }
 
-/// `bin(created_at, <a whole number of hours>)`.
-fn hourly_bin(e: &Ast) -> bool {
+/// The width of `bin(created_at, <a whole number of hours>)`.
+fn hourly_bin(e: &Ast) -> Option<i64> {
     match &e.kind {
         ExprKind::Call { name, args } if name.name == "bin" && args.len() == 2 => {
-            is_time_column(&args[0])
-                && matches!(&args[1].kind, ExprKind::Literal { value: Literal::Duration(d) } if *d > 0 && d % HOUR == 0)
+            match &args[1].kind {
+                ExprKind::Literal {
+                    value: Literal::Duration(d),
+                } if is_time_column(&args[0]) && *d > 0 && d % HOUR == 0 => Some(*d),
+                _ => None,
+            }
         }
-        _ => false,
+        _ => None,
     }
 }
 
@@ -450,13 +463,15 @@ fn ts(micros: i64) -> Expr {
     ))
 }
 
-/// roll-up rows in `hours` ∪ flushed raw rows outside them ∪ unflushed raw rows, each branch
-/// scoped to the caller's org, all with the raw table's column types plus `n` (and `bucket`).
+/// Daily roll-up rows for the whole days in `hours` (when `daily`) ∪ hourly roll-up rows for the
+/// other whole hours ∪ flushed raw rows outside them ∪ unflushed raw rows, each branch scoped to
+/// the caller's org, all with the raw table's column types plus `n` (and `bucket`).
 fn union(
     rollup: &RollupTable,
     s: &RollupSources,
     raw: &datafusion::arrow::datatypes::Schema,
     hours: Hours,
+    daily: bool,
     opts: &PlanOptions,
 ) -> datafusion::error::Result<LogicalPlan> {
     let spec = rollup.spec;
@@ -511,32 +526,70 @@ fn union(
         b.project(exprs)?.build()
     };
     let tc = |t: &str| Expr::Column(Column::new(Some(TableReference::bare(t)), TIME));
-    let inside = |t: &str| -> Option<Expr> {
-        match (hours.lo, hours.hi) {
+    // `[lo, hi)` (a side `None`: unbounded) as a filter on `created_at`, and its complement.
+    let inside = |t: &str, lo: Option<i64>, hi: Option<i64>| -> Option<Expr> {
+        match (lo, hi) {
             (None, None) => None,
             (Some(lo), None) => Some(tc(t).gt_eq(ts(lo))),
             (None, Some(hi)) => Some(tc(t).lt(ts(hi))),
             (Some(lo), Some(hi)) => Some(tc(t).gt_eq(ts(lo)).and(tc(t).lt(ts(hi)))),
         }
     };
-    let rollup_name = spec.table;
-    let flushed_name = format!("{}_flushed", spec.table);
-    let pending_name = format!("{}_pending", spec.table);
-    let a = branch(&rollup.source, rollup_name, inside(rollup_name), true)?;
-    let mut plan = LogicalPlanBuilder::from(a);
-    if let Some(outside) = match (hours.lo, hours.hi) {
-        (None, None) => None,
-        (Some(lo), None) => Some(tc(&flushed_name).lt(ts(lo))),
-        (None, Some(hi)) => Some(tc(&flushed_name).gt_eq(ts(hi))),
-        (Some(lo), Some(hi)) => Some(
-            tc(&flushed_name)
-                .lt(ts(lo))
-                .or(tc(&flushed_name).gt_eq(ts(hi))),
-        ),
-    } {
-        plan = plan.union(branch(&s.flushed, &flushed_name, Some(outside), false)?)?;
+    let outside = |t: &str, lo: Option<i64>, hi: Option<i64>| -> Option<Expr> {
+        match (lo, hi) {
+            (None, None) => None,
+            (Some(lo), None) => Some(tc(t).lt(ts(lo))),
+            (None, Some(hi)) => Some(tc(t).gt_eq(ts(hi))),
+            (Some(lo), Some(hi)) => Some(tc(t).lt(ts(lo)).or(tc(t).gt_eq(ts(hi)))),
+        }
+    };
+    let and = |a: Expr, b: Option<Expr>| match b {
+        Some(b) => a.and(b),
+        None => a,
+    };
+    let name = spec.table;
+    let grain = |hours: i32| {
+        Expr::Column(Column::new(Some(TableReference::bare(name)), ROLLUP_GRAIN)).eq(lit(hours))
+    };
+    // The whole UTC days inside the whole hours, when the query allows daily rows.
+    let days = Hours {
+        lo: hours
+            .lo
+            .map(|t| t.div_euclid(DAY) * DAY + if t % DAY == 0 { 0 } else { DAY }),
+        hi: hours.hi.map(|t| t.div_euclid(DAY) * DAY),
+    };
+    let days =
+        (daily && !matches!((days.lo, days.hi), (Some(lo), Some(hi)) if lo >= hi)).then_some(days);
+    // One scan of the roll-up: its daily rows for the whole days, its hourly rows for the
+    // other whole hours (the edges; none when the days are the whole range).
+    let hourly = |edges: Option<Expr>| and(and(grain(1), inside(name, hours.lo, hours.hi)), edges);
+    let filter = match days {
+        Some(d) => {
+            let whole_days = and(grain(24), inside(name, d.lo, d.hi));
+            match outside(name, d.lo, d.hi) {
+                Some(edges) => whole_days.or(hourly(Some(edges))),
+                None => whole_days,
+            }
+        }
+        None => hourly(None),
+    };
+    let mut branches = vec![branch(&rollup.source, name, Some(filter), true)?];
+    let flushed_name = format!("{name}_flushed");
+    if let Some(o) = outside(&flushed_name, hours.lo, hours.hi) {
+        branches.push(branch(&s.flushed, &flushed_name, Some(o), false)?);
     }
-    plan = plan.union(branch(&s.pending, &pending_name, None, false)?)?;
+    let pending_name = format!("{name}_pending");
+    branches.push(branch(&s.pending, &pending_name, None, false)?);
+    let mut it = branches.into_iter();
+    let Some(first) = it.next() else {
+        return Err(datafusion::error::DataFusionError::Plan(
+            "roll-up union without branches".into(),
+        ));
+    };
+    let mut plan = LogicalPlanBuilder::from(first);
+    for b in it {
+        plan = plan.union(b)?;
+    }
     plan.build()
 }
 
@@ -550,7 +603,40 @@ mod tests {
     /// The whole hours of `src` when `requests_hourly` answers it.
     fn hours_of(src: &str) -> Option<Hours> {
         let q = loupe_hql_syntax::parse(src).expect("parse");
-        rewrite(&q, &ROLLUPS[0], NOW).map(|(h, _)| h)
+        rewrite(&q, &ROLLUPS[0], NOW).map(|(h, _, _)| h)
+    }
+
+    #[test]
+    fn whole_days_come_from_daily_rows_unless_a_bin_is_finer() {
+        let daily = |src: &str| {
+            let q = loupe_hql_syntax::parse(src).expect("parse");
+            rewrite(&q, &ROLLUPS[0], NOW).map(|(_, _, d)| d)
+        };
+        for (q, d) in [
+            (
+                "requests | where created_at > ago(30d) | summarize count() by model",
+                true,
+            ),
+            (
+                "requests | summarize count() by t = bin(created_at, 1d)",
+                true,
+            ),
+            (
+                "requests | summarize count() by t = bin(created_at, 7d), provider",
+                true,
+            ),
+            ("requests | summarize count() by day", true),
+            (
+                "requests | summarize count() by t = bin(created_at, 6h)",
+                false,
+            ),
+            (
+                "requests | summarize count() by t = bin(created_at, 1h), model",
+                false,
+            ),
+        ] {
+            assert_eq!(daily(q), Some(d), "{q}");
+        }
     }
 
     /// The roll-up that answers `src` (the first that can), if any.

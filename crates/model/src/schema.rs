@@ -31,9 +31,10 @@ pub fn log_bucket_hql(column: &str) -> String {
     format!("toint(log10({column} + 1) * {HIST_PER_DECADE})")
 }
 
-/// One roll-up table of `requests`: per `org_id`, hour of `created_at` (the start of the hour),
-/// `dimensions` and, for a histogram, the log-scale bucket of one column ([`log_bucket_hql`]), the
-/// number of rows `n` and the sums of `sums`. Shared by the storage that writes the tables and the
+/// One roll-up table of `requests`: per `org_id`, hour of `created_at` (the start of the hour)
+/// and, in other rows, UTC day ([`ROLLUP_GRAIN`]), `dimensions` and, for a histogram, the
+/// log-scale bucket of one column ([`log_bucket_hql`]), the number of rows `n` and the sums of
+/// `sums`. Shared by the storage that writes the tables and the
 /// planner that reads them.
 #[derive(Debug)]
 pub struct RollupSpec {
@@ -49,6 +50,13 @@ pub struct RollupSpec {
 
 /// The name of the bucket column of a histogram roll-up.
 pub const ROLLUP_BUCKET: &str = "bucket";
+
+/// The column telling how many hours a roll-up row covers: every roll-up holds the same groups
+/// per hour (`created_at` the start of the hour) and per UTC day (`created_at` the midnight).
+pub const ROLLUP_GRAIN: &str = "grain";
+
+/// The grains of every roll-up, in hours: an hour and a UTC day.
+pub const ROLLUP_GRAINS: [i32; 2] = [1, 24];
 
 /// Every roll-up, smallest first (a query is answered from the first one that can).
 ///

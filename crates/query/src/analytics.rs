@@ -458,34 +458,72 @@ async fn histograms(
         log_bucket_hql(column)
     );
     // Rows where the column is null fall into the null bucket, which is skipped below.
-    let results = match rollup_rows(engine, org, &f.query("", &summarize), f.to).await? {
-        Some(r) => vec![r],
+    let outputs = match engine
+        .hql_from_rollup(org, &f.query("", &summarize), f.to)
+        .await?
+    {
+        Some(out) => vec![out],
         None => {
             let queries: Vec<String> = raw_slices(f)
                 .into_iter()
                 .map(|p| format!("requests\n| where {p} and {column} is not null\n{summarize}"))
                 .collect();
-            futures::future::try_join_all(queries.iter().map(|q| rows(engine, org, q, f.to)))
+            futures::future::try_join_all(queries.iter().map(|q| engine.hql_at(org, q, f.to)))
                 .await?
         }
     };
     let mut out: BTreeMap<i64, Hist> = BTreeMap::new();
-    for r in results.into_iter().flatten() {
-        let t = if bucket_secs.is_some() {
-            match micros_of(r.get("t")) {
-                Some(t) => t,
-                None => continue,
-            }
-        } else {
-            0
-        };
-        if let Some(b) = r.get("b").and_then(Value::as_i64) {
-            out.entry(t)
-                .or_default()
-                .add(b, int(r.get("n")), num(r.get("s")));
-        }
+    for o in &outputs {
+        hist_rows(o, bucket_secs.is_some(), &mut out)?;
     }
     Ok(out)
+}
+
+/// Adds the rows `(t, b, n, s)` of a histogram query's answer to `out` (key `t`, or 0 without
+/// one), read straight from its Arrow columns: a time series has one row per time bucket and
+/// histogram bucket (79 k rows for 30 days in 6-hour buckets), too many to go through JSON.
+fn hist_rows(
+    o: &crate::HqlOutput,
+    with_t: bool,
+    out: &mut BTreeMap<i64, Hist>,
+) -> Result<(), QueryError> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::compute::cast;
+    use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
+    for batch in &o.batches {
+        let column = |name: &str, ty: &DataType| -> Result<_, QueryError> {
+            let c = batch.column_by_name(name).ok_or_else(|| {
+                QueryError::Storage(format!("histogram answer lacks column {name}"))
+            })?;
+            Ok(cast(c, ty)?)
+        };
+        let t = if with_t {
+            Some(column("t", &DataType::Int64)?)
+        } else {
+            None
+        };
+        let (b, n, s) = (
+            column("b", &DataType::Int64)?,
+            column("n", &DataType::Int64)?,
+            column("s", &DataType::Float64)?,
+        );
+        let t = t.as_ref().map(|t| t.as_primitive::<Int64Type>());
+        let (b, n, s) = (
+            b.as_primitive::<Int64Type>(),
+            n.as_primitive::<Int64Type>(),
+            s.as_primitive::<Float64Type>(),
+        );
+        for i in 0..batch.num_rows() {
+            if b.is_null(i) || t.is_some_and(|t| t.is_null(i)) {
+                continue;
+            }
+            let key = t.map_or(0, |t| t.value(i));
+            let sum = if s.is_null(i) { 0.0 } else { s.value(i) };
+            let count = if n.is_null(i) { 0 } else { n.value(i) };
+            out.entry(key).or_default().add(b.value(i), count, sum);
+        }
+    }
+    Ok(())
 }
 
 /// Summary cards: volume, errors, cost, tokens, cache (from the roll-up), and latency and TTFT

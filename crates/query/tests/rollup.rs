@@ -158,6 +158,18 @@ async fn equal_answers() {
         let e = without.explain("default", q).await.expect("explain");
         assert!(!e.logical.contains("_hourly"), "{q}");
     }
+    // Whole days are read from the daily rows, unless a `by` bin is finer than a day.
+    for (i, daily) in [(1, true), (10, true), (13, true), (4, false), (15, false)] {
+        let q = QUERIES[i];
+        let e = with.explain("default", q).await.expect("explain");
+        assert_eq!(
+            e.logical.contains("grain = Int32(24)"),
+            daily,
+            "{q}\n{}",
+            e.logical
+        );
+        assert!(e.logical.contains("grain = Int32(1)"), "{q}\n{}", e.logical);
+    }
     for q in [
         "requests | summarize p95(latency_ms) by model",
         "requests | where isnotempty(user_id) | summarize count() by model",
