@@ -8,8 +8,9 @@
 //! `property.<key>=<value>` (repeatable).
 
 use axum::Router;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
@@ -83,6 +84,14 @@ impl Params {
                 ))),
             },
         }
+    }
+
+    /// `limit` (default 50, at most 500) and `offset` (at most [`an::MAX_OFFSET`]).
+    fn page(&self) -> Result<(usize, usize), ApiError> {
+        Ok((
+            self.number("limit", 50, 500)?.max(1),
+            self.number("offset", 0, an::MAX_OFFSET)?,
+        ))
     }
 
     fn time(&self, k: &str) -> Result<Option<i64>, ApiError> {
@@ -203,35 +212,48 @@ fn json(v: Value) -> Response {
     axum::Json(v).into_response()
 }
 
-async fn summary(
-    State(st): State<Shared>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    let org = authenticate(&st, &headers)?;
-    let p = Params::parse(q);
-    let f = p.filter()?;
-    let pct = p.parsed("percentiles")?.unwrap_or_default();
-    Ok(json(an::summary(&st.query, &org, &f, pct).await?))
+/// What every analytics handler starts from: the caller's org (authenticated before anything
+/// else is read) and the query-string parameters.
+struct Call {
+    st: Shared,
+    org: String,
+    p: Params,
 }
 
-async fn timeseries(
-    State(st): State<Shared>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    let org = authenticate(&st, &headers)?;
-    let p = Params::parse(q);
-    let f = p.filter()?;
-    let bucket = p
-        .get("bucket")
-        .filter(|v| !v.is_empty())
-        .map(duration_secs)
-        .transpose()?;
-    let pct = p.parsed("percentiles")?.unwrap_or_default();
-    Ok(json(
-        an::timeseries(&st.query, &org, &f, bucket, pct).await?,
-    ))
+impl FromRequestParts<Shared> for Call {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &Shared) -> Result<Call, ApiError> {
+        let org = authenticate(st, &parts.headers)?;
+        Ok(Call {
+            st: st.clone(),
+            org,
+            p: Params::parse(parts.uri.query().map(String::from)),
+        })
+    }
+}
+
+impl Call {
+    fn q(&self) -> &loupe_query::QueryEngine {
+        &self.st.query
+    }
+}
+
+async fn summary(c: Call) -> Result<Response, ApiError> {
+    let f = c.p.filter()?;
+    let pct = c.p.parsed("percentiles")?.unwrap_or_default();
+    Ok(json(an::summary(c.q(), &c.org, &f, pct).await?))
+}
+
+async fn timeseries(c: Call) -> Result<Response, ApiError> {
+    let f = c.p.filter()?;
+    let bucket =
+        c.p.get("bucket")
+            .filter(|v| !v.is_empty())
+            .map(duration_secs)
+            .transpose()?;
+    let pct = c.p.parsed("percentiles")?.unwrap_or_default();
+    Ok(json(an::timeseries(c.q(), &c.org, &f, bucket, pct).await?))
 }
 
 fn duration_secs(s: &str) -> Result<i64, ApiError> {
@@ -240,92 +262,52 @@ fn duration_secs(s: &str) -> Result<i64, ApiError> {
         .map_err(|_| bad(format!("bucket must be like 5m, 1h or 1d (found {s:?})")))
 }
 
-async fn breakdown(
-    State(st): State<Shared>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    let org = authenticate(&st, &headers)?;
-    let p = Params::parse(q);
-    let f = p.filter()?;
-    let by: an::Dimension = p
+async fn breakdown(c: Call) -> Result<Response, ApiError> {
+    let f = c.p.filter()?;
+    let by: an::Dimension = c
+        .p
         .parsed("by")?
         .ok_or_else(|| bad("by is required: model, provider, user, status or property.<key>"))?;
-    let metric = p.parsed("metric")?.unwrap_or(an::Metric::Requests);
-    let top = p.number("top", 10, 100)?.max(1);
+    let metric = c.p.parsed("metric")?.unwrap_or(an::Metric::Requests);
+    let top = c.p.number("top", 10, 100)?.max(1);
     Ok(json(
-        an::breakdown(&st.query, &org, &f, &by, metric, top).await?,
+        an::breakdown(c.q(), &c.org, &f, &by, metric, top).await?,
     ))
 }
 
-async fn users(
-    State(st): State<Shared>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    let org = authenticate(&st, &headers)?;
-    let p = Params::parse(q);
-    let f = p.filter()?;
-    let sort = p.parsed("sort")?.unwrap_or(an::UserSort::Cost);
-    let limit = p.number("limit", 50, 500)?.max(1);
-    let offset = p.number("offset", 0, an::MAX_OFFSET)?;
+async fn users(c: Call) -> Result<Response, ApiError> {
+    let f = c.p.filter()?;
+    let sort = c.p.parsed("sort")?.unwrap_or(an::UserSort::Cost);
+    let (limit, offset) = c.p.page()?;
     Ok(json(
-        an::users(&st.query, &org, &f, sort, limit, offset).await?,
+        an::users(c.q(), &c.org, &f, sort, limit, offset).await?,
     ))
 }
 
-async fn sessions(
-    State(st): State<Shared>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    let org = authenticate(&st, &headers)?;
-    let p = Params::parse(q);
-    let f = p.filter()?;
-    let limit = p.number("limit", 50, 500)?.max(1);
-    let offset = p.number("offset", 0, an::MAX_OFFSET)?;
+async fn sessions(c: Call) -> Result<Response, ApiError> {
+    let f = c.p.filter()?;
+    let (limit, offset) = c.p.page()?;
+    Ok(json(an::sessions(c.q(), &c.org, &f, limit, offset).await?))
+}
+
+async fn session(c: Call, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let f = c.p.filter()?;
+    Ok(json(an::session(c.q(), &c.org, &f, &id).await?))
+}
+
+async fn requests(c: Call) -> Result<Response, ApiError> {
+    let f = c.p.filter()?;
+    let cursor: Option<an::Cursor> = c.p.parsed("cursor")?;
+    let limit = c.p.number("limit", 50, 500)?.max(1);
     Ok(json(
-        an::sessions(&st.query, &org, &f, limit, offset).await?,
+        an::requests(c.q(), &c.org, &f, cursor.as_ref(), limit).await?,
     ))
 }
 
-async fn session(
-    State(st): State<Shared>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    let org = authenticate(&st, &headers)?;
-    let f = Params::parse(q).filter()?;
-    Ok(json(an::session(&st.query, &org, &f, &id).await?))
-}
-
-async fn requests(
-    State(st): State<Shared>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    let org = authenticate(&st, &headers)?;
-    let p = Params::parse(q);
-    let f = p.filter()?;
-    let cursor: Option<an::Cursor> = p.parsed("cursor")?;
-    let limit = p.number("limit", 50, 500)?.max(1);
-    Ok(json(
-        an::requests(&st.query, &org, &f, cursor.as_ref(), limit).await?,
-    ))
-}
-
-async fn request(
-    State(st): State<Shared>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    let org = authenticate(&st, &headers)?;
-    let p = Params::parse(q);
-    let at = p.time("at")?;
-    let row = an::request(&st.query, &org, &id, at).await?;
-    let breakdown = cost_breakdown(&st.prices, &row);
+async fn request(c: Call, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let at = c.p.time("at")?;
+    let row = an::request(c.q(), &c.org, &id, at).await?;
+    let breakdown = cost_breakdown(&c.st.prices, &row);
     Ok(json(json!({ "request": row, "cost_breakdown": breakdown })))
 }
 
@@ -395,30 +377,17 @@ fn cost_breakdown(prices: &PriceTable, row: &serde_json::Map<String, Value>) -> 
     Value::Object(out)
 }
 
-async fn property_keys(
-    State(st): State<Shared>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    let org = authenticate(&st, &headers)?;
-    let p = Params::parse(q);
-    let f = p.filter()?;
-    let limit = p.number("limit", 100, 1000)?.max(1);
-    Ok(json(an::property_keys(&st.query, &org, &f, limit).await?))
+async fn property_keys(c: Call) -> Result<Response, ApiError> {
+    let f = c.p.filter()?;
+    let limit = c.p.number("limit", 100, 1000)?.max(1);
+    Ok(json(an::property_keys(c.q(), &c.org, &f, limit).await?))
 }
 
-async fn property_values(
-    State(st): State<Shared>,
-    headers: HeaderMap,
-    Path(key): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    let org = authenticate(&st, &headers)?;
-    let p = Params::parse(q);
-    let f = p.filter()?;
-    let limit = p.number("limit", 20, 1000)?.max(1);
+async fn property_values(c: Call, Path(key): Path<String>) -> Result<Response, ApiError> {
+    let f = c.p.filter()?;
+    let limit = c.p.number("limit", 20, 1000)?.max(1);
     Ok(json(
-        an::property_values(&st.query, &org, &f, &key, limit).await?,
+        an::property_values(c.q(), &c.org, &f, &key, limit).await?,
     ))
 }
 
@@ -427,8 +396,7 @@ async fn property_values(
 #[folder = "../../queries/"]
 struct SavedQueries;
 
-async fn saved_queries(State(st): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
-    authenticate(&st, &headers)?;
+async fn saved_queries(_: Call) -> Result<Response, ApiError> {
     let mut names: Vec<_> = SavedQueries::iter()
         .filter(|n| n.ends_with(".hql"))
         .collect();
