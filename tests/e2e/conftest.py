@@ -13,6 +13,13 @@ import pytest
 
 LOUPE_BIN = os.environ.get("LOUPE_BIN", "target/debug/loupe")
 LOUPE_GEN_BIN = os.environ.get("LOUPE_GEN_BIN", "target/debug/loupe-gen")
+PROVIDER_FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "testdata", "providers")
+
+
+def provider_fixture(name):
+    """A recorded provider reply from testdata/providers (bytes)."""
+    with open(os.path.join(PROVIDER_FIXTURES, name), "rb") as f:
+        return f.read()
 
 
 class Loupe:
@@ -56,6 +63,24 @@ class Loupe:
             req.add_header(k, v)
         with urllib.request.urlopen(req, timeout=60) as resp:
             return resp.status, json.loads(resp.read())
+
+    def hql(self, query, key=None):
+        """The rows of an HQL query (as dicts), asserting a 200 answer."""
+        headers = {"authorization": f"Bearer {key}"} if key else None
+        status, body = self.post("/v1/hql", json.dumps({"query": query}).encode(), "application/json", headers)
+        assert status == 200, body
+        return [dict(zip([c["name"] for c in body["columns"]], row)) for row in body["rows"]]
+
+    def wait_rows(self, n, deadline_s=20):
+        """Gateway records reach storage off the hot path: wait (bounded) until n rows are there."""
+        end = time.monotonic() + deadline_s
+        got = 0
+        while time.monotonic() < end:
+            got = self.hql("requests | count")[0]["count"]
+            if got >= n:
+                return got
+            time.sleep(0.05)
+        raise AssertionError(f"only {got} of {n} records arrived")
 
     def stop(self):
         """Graceful stop: SIGTERM makes Loupe flush every acknowledged record to Parquet."""

@@ -28,13 +28,6 @@ def skip_loudly(why):
     pytest.skip(msg)
 
 
-def hql(loupe, key, query):
-    status, body = loupe.post("/v1/hql", json.dumps({"query": query}).encode(), "application/json",
-                              {"authorization": f"Bearer {key}"})
-    assert status == 200
-    return [dict(zip([c["name"] for c in body["columns"]], row)) for row in body["rows"]]
-
-
 def test_dashboard_in_headless_chromium(loupe_factory, tmp_path):
     if not (os.path.exists(CHROMIUM) and shutil.which("node")):
         skip_loudly(f"{CHROMIUM} or node is missing (./scripts/test installs Debian's chromium with apt-get)")
@@ -75,8 +68,8 @@ def test_dashboard_in_headless_chromium(loupe_factory, tmp_path):
     loupe = loupe_factory(data_dir=data_dir)
 
     rng = f"created_at >= datetime({FROM}) and created_at < datetime({TO})"
-    total = hql(loupe, key, f"requests | where {rng} | summarize n = count(), e = countif(status >= 400)")[0]
-    chat = hql(loupe, key, f'requests | where {rng} and properties.feature == "chat" | count')[0]["count"]
+    total = loupe.hql(key=key, query=f"requests | where {rng} | summarize n = count(), e = countif(status >= 400)")[0]
+    chat = loupe.hql(key=key, query=f'requests | where {rng} and properties.feature == "chat" | count')[0]["count"]
     assert total["n"] == 4001 and chat > 0  # the generated requests and the traced LLM call
 
     os.makedirs(ARTIFACTS, exist_ok=True)

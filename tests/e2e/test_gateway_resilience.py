@@ -2,21 +2,13 @@
 itself off, so every retry seen is Loupe's). A mock provider on 127.0.0.1 (the only mocked part)
 serves the recorded fixtures and fails on cue; the recorded rows are read back through /v1/hql."""
 import json
-import os
 import threading
-import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import openai
 import pytest
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "testdata", "providers")
-
-
-def fixture(name):
-    with open(os.path.join(FIXTURES, name), "rb") as f:
-        return f.read()
+from conftest import provider_fixture as fixture
 
 
 class FlakyProvider:
@@ -75,25 +67,6 @@ def provider():
     p.stop()
 
 
-def hql(loupe, query):
-    req = urllib.request.Request(loupe.base + "/v1/hql", data=json.dumps({"query": query}).encode(), method="POST")
-    req.add_header("content-type", "application/json")
-    with urllib.request.urlopen(req, timeout=60) as r:
-        body = json.loads(r.read())
-    return [dict(zip([c["name"] for c in body["columns"]], row)) for row in body["rows"]]
-
-
-def wait_rows(loupe, n, deadline_s=20):
-    end = time.monotonic() + deadline_s
-    got = 0
-    while time.monotonic() < end:
-        got = hql(loupe, "requests | count")[0]["count"]
-        if got >= n:
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"only {got} of {n} records arrived")
-
-
 def test_cache_retries_fallbacks_and_rate_limits_with_the_openai_sdk(loupe_factory, provider):
     loupe = loupe_factory(env={
         "LOUPE__PROVIDERS__OPENAI__BASE_URL": provider.url + "/v1",
@@ -141,14 +114,14 @@ def test_cache_retries_fallbacks_and_rate_limits_with_the_openai_sdk(loupe_facto
     assert e.value.body["type"] == "rate_limit_error"
 
     # 4 cache calls + retry + fallback + 2 rate-limited-but-admitted (the refused one is not recorded).
-    wait_rows(loupe, 8)
-    hits = hql(loupe, "requests | where cache_hit | project cost_usd, cost_saved_usd, stream")
+    loupe.wait_rows(8)
+    hits = loupe.hql("requests | where cache_hit | project cost_usd, cost_saved_usd, stream")
     assert len(hits) == 2
     assert all(float(h["cost_usd"]) == 0 and float(h["cost_saved_usd"]) > 0 for h in hits)
-    flaky = hql(loupe, 'requests | where model == "gpt-flaky" | project attempt, attempts, status')
+    flaky = loupe.hql('requests | where model == "gpt-flaky" | project attempt, attempts, status')
     assert flaky[0]["attempt"] == 3 and flaky[0]["status"] == 200
     tried = json.loads(flaky[0]["attempts"])
     assert [a["status"] for a in tried] == [503, 503]
-    fell = hql(loupe, "requests | where fallback_index == 1 | project provider, model, attempts")
+    fell = loupe.hql("requests | where fallback_index == 1 | project provider, model, attempts")
     assert fell[0]["provider"] == "anthropic"
     assert json.loads(fell[0]["attempts"])[0]["model"] == "gpt-down"

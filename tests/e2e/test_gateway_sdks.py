@@ -12,12 +12,7 @@ import anthropic
 import openai
 import pytest
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "testdata", "providers")
-
-
-def fixture(name):
-    with open(os.path.join(FIXTURES, name), "rb") as f:
-        return f.read()
+from conftest import provider_fixture as fixture
 
 
 class MockProvider:
@@ -100,25 +95,6 @@ def provider():
     p.stop()
 
 
-def hql(loupe, query):
-    req = urllib.request.Request(loupe.base + "/v1/hql", data=json.dumps({"query": query}).encode(), method="POST")
-    req.add_header("content-type", "application/json")
-    with urllib.request.urlopen(req, timeout=60) as r:
-        body = json.loads(r.read())
-    return [dict(zip([c["name"] for c in body["columns"]], row)) for row in body["rows"]]
-
-
-def wait_rows(loupe, n, deadline_s=20):
-    """Records reach storage off the hot path: wait (bounded) until n rows are there."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        got = hql(loupe, "requests | count")[0]["count"]
-        if got >= n:
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"only {got} of {n} records arrived")
-
-
 def test_openai_and_anthropic_sdks_through_the_gateway(loupe_factory, provider):
     loupe = loupe_factory(env={
         "LOUPE__PROVIDERS__OPENAI__BASE_URL": provider.url + "/v1",
@@ -192,8 +168,8 @@ def test_openai_and_anthropic_sdks_through_the_gateway(loupe_factory, provider):
     assert sent[0]["body"]["system"] == "Be terse." and sent[0]["body"]["max_tokens"] > 0
     assert sent[0]["headers"]["x-api-key"] == "sk-ant-upstream-SECRET"
 
-    wait_rows(loupe, 8)
-    rows = {r["request_id"]: r for r in hql(loupe,
+    loupe.wait_rows(8)
+    rows = {r["request_id"]: r for r in loupe.hql(
         "requests | project request_id, provider, model, path, status, stream, prompt_tokens, completion_tokens, "
         "cache_read_tokens, cache_write_tokens, total_tokens, cost_usd, price_known, user_id, session_id, "
         "session_path, session_name, feature = properties.feature, ttft_ms, latency_ms, error_type, "
@@ -290,8 +266,8 @@ def test_openai_node_sdk_through_the_gateway(loupe_factory, provider):
     assert seen["plain"] == want["choices"][0]["message"]["content"]
     assert seen["usage"]["prompt_tokens"] == want["usage"]["prompt_tokens"]
     assert seen["text"] and seen["emptyChoices"] == 0
-    wait_rows(loupe, 2)
-    rows = hql(loupe, "requests | project stream, client = properties.client, user_id, prompt_tokens, "
+    loupe.wait_rows(2)
+    rows = loupe.hql("requests | project stream, client = properties.client, user_id, prompt_tokens, "
                       "completion_tokens, cost_usd, ttft_ms | sort by stream asc")
     assert [r["stream"] for r in rows] == [False, True]
     assert all(r["client"] == "node" and r["user_id"] == "node_user" for r in rows)

@@ -15,7 +15,6 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 import openai
 
-from test_gateway_sdks import hql  # the HQL helper
 from test_gateway_sdks import provider  # noqa: F401  (pytest fixture: the mock upstream)
 
 HEADERS = {"Authorization": "Bearer unused-without-keys"}
@@ -73,7 +72,7 @@ def test_openllmetry_spans_become_requests_with_tokens_cost_user_and_properties(
     tp.shutdown()
     lp.shutdown()
 
-    rows = hql(loupe, "requests | project model, response_model, provider, prompt_tokens, completion_tokens, "
+    rows = loupe.hql("requests | project model, response_model, provider, prompt_tokens, completion_tokens, "
                       "total_tokens, cost_usd, price_known, user_id, session_id, properties, stream, ttft_ms, "
                       "trace_id, request_body, response_body | order by stream asc")
     assert len(rows) == 2, rows
@@ -97,7 +96,7 @@ def test_openllmetry_spans_become_requests_with_tokens_cost_user_and_properties(
 
     # Every span is in `spans`: the workflow and, under it, the two LLM calls linked to their
     # request records.
-    spans = hql(loupe, "spans | order by created_at asc | project name, span_id, parent_span_id, is_llm, "
+    spans = loupe.hql("spans | order by created_at asc | project name, span_id, parent_span_id, is_llm, "
                        "request_id, trace_id, session_id, service_name")
     assert len(spans) == 3, spans
     root = next(s for s in spans if s["name"] == "answer.workflow")
@@ -106,7 +105,7 @@ def test_openllmetry_spans_become_requests_with_tokens_cost_user_and_properties(
     llm = [s for s in spans if s["is_llm"]]
     assert len(llm) == 2
     assert all(s["parent_span_id"] == root["span_id"] and s["trace_id"] == root["trace_id"] for s in llm)
-    ids = hql(loupe, "requests | project request_id")
+    ids = loupe.hql("requests | project request_id")
     assert sorted(s["request_id"] for s in llm) == sorted(r["request_id"] for r in ids)
 
 
@@ -124,7 +123,7 @@ def test_openllmetry_event_logs_are_joined_into_the_record(loupe_factory, provid
     assert tp.force_flush(30_000)
     tp.shutdown()
     lp.shutdown()
-    rows = hql(loupe, "requests | project request_body, response_body, prompt_tokens")
+    rows = loupe.hql("requests | project request_body, response_body, prompt_tokens")
     assert len(rows) == 1, rows
     req = json.loads(rows[0]["request_body"])
     assert req["messages"][0]["role"] == "user", req
@@ -166,7 +165,7 @@ def test_otlp_grpc_exporter(loupe_factory, provider):
     assert tp.force_flush(30_000)
     tp.shutdown()
     # force_flush returned after Loupe answered, and Loupe answers once the records are durable.
-    rows = hql(loupe, "requests | project model, prompt_tokens, cost_usd, properties")
+    rows = loupe.hql("requests | project model, prompt_tokens, cost_usd, properties")
     assert len(rows) == 1, rows
     assert rows[0]["model"] == "gpt-4o-mini" and rows[0]["prompt_tokens"] > 0
     assert float(rows[0]["cost_usd"]) > 0
