@@ -2,8 +2,8 @@
 //! upstream call and record the partial call; a failing sink never fails a call (fail-open,
 //! counted); unreachable providers answer 502 in OpenAI's shape and are recorded.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -14,6 +14,7 @@ use loupe_gateway::{
     Gateway, GatewayConfig, KeyResolver, ProviderConfig, ProviderKind, ProvidersConfig, Secret,
 };
 use loupe_model::{AppendAck, EventSink, PriceTable, RequestRecord, SinkError};
+use loupe_testkit::{CollectSink as Collect, serve_loopback as serve};
 
 struct NoKeys;
 impl KeyResolver for NoKeys {
@@ -25,56 +26,12 @@ impl KeyResolver for NoKeys {
     }
 }
 
-/// A sink that keeps what it gets, or fails every append.
-#[derive(Default)]
-struct Collect {
-    records: Mutex<Vec<RequestRecord>>,
-    fail: bool,
-}
-impl EventSink for Collect {
-    fn append(&self, records: Vec<RequestRecord>) -> BoxFuture<'_, Result<AppendAck, SinkError>> {
-        Box::pin(async move {
-            if self.fail {
-                return Err(SinkError::Unavailable {
-                    reason: "disk budget".into(),
-                    retry_after_secs: 1,
-                });
-            }
-            let n = records.len();
-            if let Ok(mut r) = self.records.lock() {
-                r.extend(records);
-            }
-            Ok(AppendAck {
-                accepted: n,
-                duplicates: 0,
-            })
-        })
-    }
-}
-
 /// Set when the mock's response stream is dropped (the gateway hung up on it).
 struct DropFlag(Arc<AtomicBool>);
 impl Drop for DropFlag {
     fn drop(&mut self) {
         self.0.store(true, Ordering::SeqCst);
     }
-}
-
-/// Serves `app` on 127.0.0.1:0 as the server does (TCP_NODELAY on: without it, the last small
-/// write of a relayed stream waits for the client's delayed ACK, ~40 ms).
-async fn serve(app: Router) -> String {
-    use axum::serve::ListenerExt;
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = l.local_addr().expect("addr");
-    let l = l.tap_io(|s| {
-        let _ = s.set_nodelay(true);
-    });
-    tokio::spawn(async move {
-        let _ = axum::serve(l, app).await;
-    });
-    format!("http://{addr}")
 }
 
 /// A provider streaming one chunk every 50 ms, 200 chunks (10 s) unless hung up on.

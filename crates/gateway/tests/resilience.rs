@@ -4,18 +4,18 @@
 //! tokio's paused clock in the unit tests of `retry`, `cache` and `ratelimit`; here only lower
 //! bounds are asserted, never how long something took.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use futures::future::BoxFuture;
 use loupe_gateway::ratelimit::{Decision, RateLimitStore};
 use loupe_gateway::{
     FailureMode, Gateway, GatewayConfig, KeyResolver, ProviderKind, ProvidersConfig,
     RateLimitPolicyConfig, RetryConfig, RouteConfig, Secret, Stores,
 };
-use loupe_model::{AppendAck, EventSink, PriceTable, RequestRecord, SinkError};
+use loupe_model::{PriceTable, RequestRecord};
 use loupe_testkit::mock_upstream::{MockUpstream, provider_fixture};
+use loupe_testkit::{CollectSink as Collect, serve_loopback as serve};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
@@ -33,40 +33,6 @@ impl KeyResolver for Keys {
             .find(|(k, _)| *k == key)
             .map(|(_, o)| (*o).to_owned())
     }
-}
-
-#[derive(Default)]
-struct Collect {
-    records: Mutex<Vec<RequestRecord>>,
-}
-impl EventSink for Collect {
-    fn append(&self, records: Vec<RequestRecord>) -> BoxFuture<'_, Result<AppendAck, SinkError>> {
-        Box::pin(async move {
-            let n = records.len();
-            if let Ok(mut r) = self.records.lock() {
-                r.extend(records);
-            }
-            Ok(AppendAck {
-                accepted: n,
-                duplicates: 0,
-            })
-        })
-    }
-}
-
-async fn serve(app: Router) -> String {
-    use axum::serve::ListenerExt;
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = l.local_addr().expect("addr");
-    let l = l.tap_io(|s| {
-        let _ = s.set_nodelay(true);
-    });
-    tokio::spawn(async move {
-        let _ = axum::serve(l, app).await;
-    });
-    format!("http://{addr}")
 }
 
 /// A port nothing listens on.

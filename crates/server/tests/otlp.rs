@@ -141,26 +141,7 @@ async fn event_logs_join_their_span_and_other_signals_are_reported() {
         let (s, _, body) = post(&l, "/v1/logs", ct, false, fixture(f)).await;
         assert_eq!(s, 200, "{f}: {}", String::from_utf8_lossy(&body));
     }
-    let (s, _, _) = post(
-        &l,
-        "/v1/traces",
-        PB,
-        false,
-        fixture("openllmetry_events_mode_traces.pb"),
-    )
-    .await;
-    assert_eq!(s, 200);
-    let v = hql(
-        &l,
-        "requests | where span_id == \"66267a40c0fb55c3\" | project request_body, response_body",
-    )
-    .await;
-    let req: Value =
-        serde_json::from_str(v["rows"][0][0].as_str().expect("request_body")).expect("json");
-    assert_eq!(req["messages"][0]["role"], "user");
-    let resp: Value =
-        serde_json::from_str(v["rows"][0][1].as_str().expect("response_body")).expect("json");
-    assert_eq!(resp["messages"][0]["parts"][0]["content"], "Jupiter.");
+    post_span_and_check_joined_messages(&l).await;
 
     // Logs for a span already stored cannot be joined: partial success, not silence.
     let (s, _, body) = post(
@@ -237,26 +218,7 @@ async fn event_logs_acknowledged_before_their_span_survive_a_crash() {
     // SIGKILL: nothing gets a chance to flush. The span arrives after the restart.
     l.sigkill();
     let l = Loupe::start(dir.path(), &[], &[]);
-    let (s, _, _) = post(
-        &l,
-        "/v1/traces",
-        PB,
-        false,
-        fixture("openllmetry_events_mode_traces.pb"),
-    )
-    .await;
-    assert_eq!(s, 200);
-    let v = hql(
-        &l,
-        "requests | where span_id == \"66267a40c0fb55c3\" | project request_body, response_body",
-    )
-    .await;
-    let req: Value =
-        serde_json::from_str(v["rows"][0][0].as_str().expect("request_body")).expect("json");
-    assert_eq!(req["messages"][0]["role"], "user", "{v}");
-    let resp: Value =
-        serde_json::from_str(v["rows"][0][1].as_str().expect("response_body")).expect("json");
-    assert_eq!(resp["messages"][0]["parts"][0]["content"], "Jupiter.");
+    post_span_and_check_joined_messages(&l).await;
     // Joined: after another crash the events do not wait again, and late copies are refused.
     l.sigkill();
     let l = Loupe::start(dir.path(), &[], &[]);
@@ -537,4 +499,32 @@ async fn a_session_shows_its_otel_spans_as_trees() {
         .expect("session");
     assert_eq!(r.status(), 404);
     l.sigterm_and_wait();
+}
+
+/// Posts the traces of the events-mode capture and checks that its LLM span's record carries the
+/// messages of the event logs posted before (the join).
+async fn post_span_and_check_joined_messages(l: &Loupe) {
+    let (s, _, _) = post(
+        l,
+        "/v1/traces",
+        PB,
+        false,
+        fixture("openllmetry_events_mode_traces.pb"),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let v = hql(
+        l,
+        "requests | where span_id == \"66267a40c0fb55c3\" | project request_body, response_body",
+    )
+    .await;
+    let req: Value =
+        serde_json::from_str(v["rows"][0][0].as_str().expect("request_body")).expect("json");
+    assert_eq!(req["messages"][0]["role"], "user", "{v}");
+    let resp: Value =
+        serde_json::from_str(v["rows"][0][1].as_str().expect("response_body")).expect("json");
+    assert_eq!(
+        resp["messages"][0]["parts"][0]["content"], "Jupiter.",
+        "{v}"
+    );
 }

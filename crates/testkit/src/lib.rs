@@ -27,6 +27,7 @@ mod bodies;
 mod catalog;
 mod errors;
 mod generator;
+mod loopback;
 pub mod mock_upstream;
 mod native;
 mod rng;
@@ -34,4 +35,5 @@ mod timeline;
 
 pub use catalog::{ModelKind, ModelSpec, models};
 pub use generator::{GenOptions, Generator};
+pub use loopback::{CollectSink, serve_loopback};
 pub use native::{record_to_native_json, write_ndjson};
