@@ -394,15 +394,20 @@ async fn write(
     Ok(w.await?)
 }
 
-fn table_or_new(inner: &Inner, i: usize) -> Result<DeltaTable, StorageError> {
-    let current = inner
+/// Roll-up `i`'s table as last installed (`None` before its first write).
+fn installed(inner: &Inner, i: usize) -> Result<Option<DeltaTable>, StorageError> {
+    Ok(inner
         .state
         .read()
         .map_err(|_| lock_poisoned())?
         .rollups
         .0
         .get(i)
-        .and_then(|s| s.table.clone());
+        .and_then(|s| s.table.clone()))
+}
+
+fn table_or_new(inner: &Inner, i: usize) -> Result<DeltaTable, StorageError> {
+    let current = installed(inner, i)?;
     match current {
         Some(t) => Ok(t),
         None => Ok(crate::table_builder(
@@ -508,14 +513,7 @@ pub(crate) async fn rebuild(inner: &Inner) -> Result<(), StorageError> {
 /// removes files no recent snapshot needs (VACUUM). The caller holds the table writer lock.
 pub(crate) async fn compact(inner: &Inner) -> Result<(), StorageError> {
     for (i, spec) in ROLLUPS.iter().enumerate() {
-        let table = inner
-            .state
-            .read()
-            .map_err(|_| lock_poisoned())?
-            .rollups
-            .0
-            .get(i)
-            .and_then(|s| s.table.clone());
+        let table = installed(inner, i)?;
         let Some(mut table) = table.filter(|t| t.version().is_some()) else {
             continue;
         };
@@ -544,14 +542,7 @@ pub(crate) async fn compact(inner: &Inner) -> Result<(), StorageError> {
 /// Deletes the days before `cutoff` (days since the epoch) from every roll-up.
 pub(crate) async fn expire(inner: &Inner, cutoff: i32) -> Result<(), StorageError> {
     for i in 0..ROLLUPS.len() {
-        let table = inner
-            .state
-            .read()
-            .map_err(|_| lock_poisoned())?
-            .rollups
-            .0
-            .get(i)
-            .and_then(|s| s.table.clone());
+        let table = installed(inner, i)?;
         if let Some(t) = table.filter(|t| t.version().is_some()) {
             let (t, _) = t
                 .delete()
