@@ -83,51 +83,77 @@ async fn health() -> impl IntoResponse {
 }
 
 async fn metrics(State(st): State<Shared>) -> impl IntoResponse {
+    use std::fmt::Write;
     use std::sync::atomic::Ordering::Relaxed;
     let s = st.storage.stats();
-    let body = format!(
-        "# TYPE loupe_ingested_records_total counter\nloupe_ingested_records_total {}\n\
-         # TYPE loupe_duplicate_records_total counter\nloupe_duplicate_records_total {}\n\
-         # TYPE loupe_flushes_total counter\nloupe_flushes_total {}\n\
-         # TYPE loupe_flushed_records_total counter\nloupe_flushed_records_total {}\n\
-         # TYPE loupe_flush_errors_total counter\nloupe_flush_errors_total {}\n\
-         # TYPE loupe_compactions_total counter\nloupe_compactions_total {}\n\
-         # TYPE loupe_pending_records gauge\nloupe_pending_records {}\n\
-         # TYPE loupe_wal_bytes gauge\nloupe_wal_bytes {}\n\
-         # TYPE loupe_dedup_index_entries gauge\nloupe_dedup_index_entries {}\n",
-        s.appended_records.load(Relaxed),
-        s.duplicate_records.load(Relaxed),
-        s.flushes.load(Relaxed),
-        s.flushed_records.load(Relaxed),
-        s.flush_errors.load(Relaxed),
-        s.compactions.load(Relaxed),
-        st.storage.pending_rows(),
-        st.storage.wal_bytes(),
-        st.storage.dedup_index_len(),
-    );
     let sp = st.spans.stats();
     let (waiting, expired) = st.otlp.join_stats();
-    let body = body
-        + &format!(
-            "# TYPE loupe_spans_ingested_total counter\nloupe_spans_ingested_total {}\n\
-             # TYPE loupe_spans_duplicate_total counter\nloupe_spans_duplicate_total {}\n\
-             # TYPE loupe_spans_flush_errors_total counter\nloupe_spans_flush_errors_total {}\n\
-             # TYPE loupe_spans_pending gauge\nloupe_spans_pending {}\n\
-             # TYPE loupe_spans_wal_bytes gauge\nloupe_spans_wal_bytes {}\n\
-             # TYPE loupe_otlp_join_waiting_spans gauge\nloupe_otlp_join_waiting_spans {}\n\
-             # TYPE loupe_otlp_join_expired_events_total counter\nloupe_otlp_join_expired_events_total {}\n",
+    let (counter, gauge) = ("counter", "gauge");
+    let series: [(&str, &str, u64); 16] = [
+        (
+            "loupe_ingested_records_total",
+            counter,
+            s.appended_records.load(Relaxed),
+        ),
+        (
+            "loupe_duplicate_records_total",
+            counter,
+            s.duplicate_records.load(Relaxed),
+        ),
+        ("loupe_flushes_total", counter, s.flushes.load(Relaxed)),
+        (
+            "loupe_flushed_records_total",
+            counter,
+            s.flushed_records.load(Relaxed),
+        ),
+        (
+            "loupe_flush_errors_total",
+            counter,
+            s.flush_errors.load(Relaxed),
+        ),
+        (
+            "loupe_compactions_total",
+            counter,
+            s.compactions.load(Relaxed),
+        ),
+        (
+            "loupe_pending_records",
+            gauge,
+            st.storage.pending_rows() as u64,
+        ),
+        ("loupe_wal_bytes", gauge, st.storage.wal_bytes()),
+        (
+            "loupe_dedup_index_entries",
+            gauge,
+            st.storage.dedup_index_len() as u64,
+        ),
+        (
+            "loupe_spans_ingested_total",
+            counter,
             sp.appended_records.load(Relaxed),
+        ),
+        (
+            "loupe_spans_duplicate_total",
+            counter,
             sp.duplicate_records.load(Relaxed),
+        ),
+        (
+            "loupe_spans_flush_errors_total",
+            counter,
             sp.flush_errors.load(Relaxed),
-            st.spans.pending_rows(),
-            st.spans.wal_bytes(),
-            waiting,
-            expired,
-        );
-    let body = match &st.gateway {
-        Some(g) => body + &g.render_prometheus(),
-        None => body,
-    };
+        ),
+        ("loupe_spans_pending", gauge, st.spans.pending_rows() as u64),
+        ("loupe_spans_wal_bytes", gauge, st.spans.wal_bytes()),
+        ("loupe_otlp_join_waiting_spans", gauge, waiting as u64),
+        ("loupe_otlp_join_expired_events_total", counter, expired),
+    ];
+    let mut body = String::new();
+    for (name, kind, value) in series {
+        let _ = write!(body, "# TYPE {name} {kind}\n{name} {value}\n");
+    }
+    if let Some(g) = &st.gateway {
+        body += &g.render_prometheus();
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 

@@ -109,6 +109,17 @@ fn load(config: Option<PathBuf>, overrides: Overrides) -> Result<Config, String>
     Config::load(config.as_deref(), &overrides)
 }
 
+/// The config of a command that only takes `--config` and `--data-dir`.
+fn load_data_dir(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> Result<Config, String> {
+    load(
+        config,
+        Overrides {
+            listen: None,
+            data_dir,
+        },
+    )
+}
+
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve {
@@ -135,13 +146,7 @@ fn run(cli: Cli) -> Result<(), String> {
             config,
         } => {
             if let Some(dir) = data_dir {
-                let cfg = load(
-                    config,
-                    Overrides {
-                        listen: None,
-                        data_dir: Some(dir),
-                    },
-                )?;
+                let cfg = load_data_dir(config, Some(dir))?;
                 let rt = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(2)
                     .thread_stack_size(8 << 20)
@@ -172,13 +177,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     data_dir,
                 },
         } => {
-            let cfg = load(
-                config,
-                Overrides {
-                    listen: None,
-                    data_dir,
-                },
-            )?;
+            let cfg = load_data_dir(config, data_dir)?;
             let (key, stored) =
                 keys::create_key(&cfg.keys_file(), &org, &name).map_err(|e| e.to_string())?;
             println!("{key}");
@@ -193,13 +192,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Keys {
             command: KeysCommand::List { config, data_dir },
         } => {
-            let cfg = load(
-                config,
-                Overrides {
-                    listen: None,
-                    data_dir,
-                },
-            )?;
+            let cfg = load_data_dir(config, data_dir)?;
             for k in keys::list_keys(&cfg.keys_file()).map_err(|e| e.to_string())? {
                 println!(
                     "{}\t{}…\t{}\t{}\t{}",
@@ -216,13 +209,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     data_dir,
                 },
         } => {
-            let cfg = load(
-                config,
-                Overrides {
-                    listen: None,
-                    data_dir,
-                },
-            )?;
+            let cfg = load_data_dir(config, data_dir)?;
             let (k, left) = keys::revoke_key(&cfg.keys_file(), &id).map_err(|e| e.to_string())?;
             eprintln!(
                 "revoked key {}… ('{}') of org '{}'",

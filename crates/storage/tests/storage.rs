@@ -37,17 +37,34 @@ fn record(i: usize) -> RequestRecord {
     r
 }
 
+/// A session that sees the Delta table `t` as the table `t`.
+async fn session_with(t: &deltalake::DeltaTable) -> SessionContext {
+    let ctx = SessionContext::new();
+    t.update_datafusion_session(&ctx.state()).expect("session");
+    ctx.register_table("t", t.table_provider().await.expect("provider"))
+        .expect("register");
+    ctx
+}
+
+/// A whole Delta table as a DataFrame.
+async fn read(t: &deltalake::DeltaTable) -> datafusion::dataframe::DataFrame {
+    session_with(t).await.table("t").await.expect("read")
+}
+
+/// The rows of `query` over the Delta table `t` (named `t` in it).
+async fn sql(t: &deltalake::DeltaTable, query: &str) -> Vec<arrow::array::RecordBatch> {
+    let df = session_with(t).await.sql(query).await.expect("sql");
+    df.collect().await.expect("collect")
+}
+
 /// Every request id visible to a reader, with how often it appears.
 async fn visible_ids(s: &Storage) -> HashMap<String, usize> {
     let snap = s.snapshot();
     let mut batches = snap.pending.clone();
     if let Some(t) = &snap.table {
-        let ctx = SessionContext::new();
-        t.update_datafusion_session(&ctx.state()).expect("session");
-        let p = t.table_provider().await.expect("provider");
         batches.extend(
-            ctx.read_table(p)
-                .expect("read")
+            read(t)
+                .await
                 .select_columns(&["request_id"])
                 .expect("select")
                 .collect()
@@ -522,17 +539,11 @@ async fn a_table_from_before_new_columns_opens_and_gains_them() {
 
     let snap = s.snapshot();
     let t = snap.table.as_ref().expect("table");
-    let ctx = SessionContext::new();
-    t.update_datafusion_session(&ctx.state()).expect("session");
-    ctx.register_table("requests", t.table_provider().await.expect("provider"))
-        .expect("register");
-    let rows = ctx
-        .sql("SELECT request_id, attempt, fallback_index, attempts FROM requests WHERE attempt IS NOT NULL")
-        .await
-        .expect("sql")
-        .collect()
-        .await
-        .expect("collect");
+    let rows = sql(
+        t,
+        "SELECT request_id, attempt, fallback_index, attempts FROM t WHERE attempt IS NOT NULL",
+    )
+    .await;
     let n: usize = rows.iter().map(|b| b.num_rows()).sum();
     assert_eq!(n, 1, "old rows read as nulls, the new one has its values");
     let attempts = arrow::compute::cast(rows[0].column(3), &DataType::Utf8).expect("cast");
@@ -587,16 +598,7 @@ async fn span_names(s: &Storage) -> Vec<String> {
     let snap = s.snapshot();
     let mut batches = snap.pending.clone();
     if let Some(t) = &snap.table {
-        let ctx = SessionContext::new();
-        t.update_datafusion_session(&ctx.state()).expect("session");
-        let p = t.table_provider().await.expect("provider");
-        batches.extend(
-            ctx.read_table(p)
-                .expect("read")
-                .collect()
-                .await
-                .expect("collect"),
-        );
+        batches.extend(read(t).await.collect().await.expect("collect"));
     }
     let mut out = Vec::new();
     for b in batches {
@@ -674,17 +676,11 @@ async fn rollup_stats(s: &Storage, table: &str) -> (usize, usize, i64) {
         .get(table)
         .unwrap_or_else(|| panic!("{table} in step"));
     let files = t.get_file_uris().expect("files").count();
-    let ctx = SessionContext::new();
-    t.update_datafusion_session(&ctx.state()).expect("session");
-    ctx.register_table("r", t.table_provider().await.expect("provider"))
-        .expect("register");
-    let b = ctx
-        .sql("SELECT count(*) AS rows, sum(CASE WHEN grain = 1 THEN n END) AS n FROM r")
-        .await
-        .expect("sql")
-        .collect()
-        .await
-        .expect("collect");
+    let b = sql(
+        t,
+        "SELECT count(*) AS rows, sum(CASE WHEN grain = 1 THEN n END) AS n FROM t",
+    )
+    .await;
     let rows = b[0]
         .column(0)
         .as_primitive::<arrow::datatypes::Int64Type>()
@@ -757,11 +753,8 @@ async fn a_rollup_of_another_layout_is_rebuilt() {
         let url =
             url::Url::from_directory_path(dir.path().join("tables/requests_hourly")).expect("url");
         let t = deltalake::open_table(url).await.expect("open roll-up");
-        let ctx = SessionContext::new();
-        t.update_datafusion_session(&ctx.state()).expect("session");
-        let batches = ctx
-            .read_table(t.table_provider().await.expect("provider"))
-            .expect("read")
+        let batches = read(&t)
+            .await
             .drop_columns(&["cost_saved_usd"])
             .expect("drop")
             .collect()
